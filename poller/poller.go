@@ -1,0 +1,770 @@
+// Package poller is ringwake's engine: any goroutine submits to an io_uring
+// ring, and one poller goroutine per ring reaps completions in batches and
+// fires the wait-queue entry each submitter registered for its request.
+//
+// A request lives in a slot of a fixed table. Its io_uring user_data is the
+// slot index in the low 32 bits and the slot's generation above, so the
+// poller finds the request without a map or a lock, and a stale or duplicate
+// completion (wrong generation, or a slot not in flight) is counted and
+// dropped, never delivered. Each slot carries a waitqueue.Entry; the poller
+// calls its Func with the completion's result and flags packed in the key,
+// exactly as the kernel's __wake_up_common calls wait_queue_entry.func.
+//
+// The number of slots equals the submission queue size, so a request that
+// holds a slot always finds room in the SQ, and the completion queue (twice
+// as large by default) cannot overflow in normal use. When every slot is in
+// flight, submitters sleep on an exclusive wait queue and each freed slot is
+// handed to exactly one of them, in FIFO order.
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/ringwake/ringwake/internal/ring"
+	"github.com/ringwake/ringwake/sqe"
+	"github.com/ringwake/ringwake/waitqueue"
+)
+
+// ErrClosed is returned for work submitted to, or cut short by, a closed poller.
+var ErrClosed = errors.New("ringwake: ring closed")
+
+// Config sets up the ring under a poller.
+type Config struct {
+	Entries      uint32        // SQ size and the number of requests in flight; 0 means 256
+	CQEntries    uint32        // 0 means 2*Entries
+	SQPoll       bool          // a kernel thread polls the SQ (costs a core while busy)
+	SQThreadIdle time.Duration // SQPOLL idle time before the kernel thread sleeps
+	CoopTaskrun  bool          // IORING_SETUP_COOP_TASKRUN|TASKRUN_FLAG: fewer IPIs, completions run at the next enter
+
+	// OnCallbackPanic receives the value of a panic raised by a Submit
+	// callback; the poller has recovered and goes on. Nil re-panics the value
+	// on a new goroutine, which crashes the program as an unrecovered panic
+	// would, so a bug is never silent.
+	OnCallbackPanic func(v any)
+}
+
+// Stats counts what the poller has seen since it started.
+type Stats struct {
+	Submitted  uint64 // requests published to the SQ (internal cancels included)
+	Completed  uint64 // completions delivered to their entries
+	Stale      uint64 // completions whose slot generation did not match: dropped
+	Enters     uint64 // io_uring_enter calls made by the poller
+	Waits      uint64 // times the poller blocked in the kernel for completions
+	Parks      uint64 // times the poller parked with nothing in flight
+	Overflows  uint64 // CQ overflow flushes
+	Backlogged uint64 // submitters that slept for a free slot
+}
+
+// user_data layout: bit 63 marks the runtime's own requests (cancels), whose
+// completions need no delivery; bits 32..62 hold the slot generation.
+const (
+	internalTag = uint64(1) << 63
+	genMask     = uint32(1)<<31 - 1
+)
+
+// slot states, kept with the generation in slot.tag (gen<<2 | state).
+const (
+	slotFree     = 0
+	slotInFlight = 1 // published; the kernel may still write the buffer
+	slotDone     = 2 // completion delivered; the owner has not released it yet
+)
+
+// Slot is one request. The poller fires entry with the completion; the
+// fields below are written by the submitter before the tag store that
+// publishes them, and read by the poller after the tag load that checks them.
+type Slot struct {
+	entry waitqueue.Entry
+	tag   atomic.Uint64 // gen<<2 | state: the one word both sides synchronise on
+	idx   uint32
+	gen   uint32
+
+	res   int32
+	flags uint32
+	ch    chan struct{} // blocking requests park here; cap 1, one send per request
+	done  func(res int32, flags uint32)
+	// keep holds the buffer the kernel reads or writes: reachable, so the GC
+	// cannot free it, and on the heap (it escapes through here), so it never moves.
+	keep unsafe.Pointer
+}
+
+// Poller owns one ring and the goroutine that reaps it.
+type Poller struct {
+	ring  *ring.Ring
+	cfg   Config
+	slots []Slot
+
+	// mu serialises the SQ producer side (GetSQE/Publish), the free list and
+	// the backlog queue, so a slot and its SQE are taken in one critical section.
+	mu      sync.Mutex
+	batchMu sync.Mutex // one SubmitBatch at a time holds slots while waiting for more
+	free    []uint32
+	backlog waitqueue.Queue // exclusive sleepers waiting for a slot
+	closing bool            // under mu: no SQE is published after it is set
+
+	closed   atomic.Bool
+	pending  atomic.Int64 // SQEs published whose final CQE has not been reaped
+	state    atomic.Int32 // pollerRunning, pollerParked or pollerInKernel
+	wake     chan struct{}
+	stopped  chan struct{}
+	closeMu  sync.Mutex
+	closeErr error
+
+	stats struct {
+		submitted, completed, stale, enters, waits, parks, overflows, backlogged atomic.Uint64
+	}
+
+	// poller-goroutine-only scratch, reused every batch.
+	cqes  []ring.CQE
+	fired []firedCallback
+}
+
+type firedCallback struct {
+	done  func(res int32, flags uint32)
+	res   int32
+	flags uint32
+}
+
+const (
+	pollerRunning  = iota // will submit and reap before it sleeps again
+	pollerParked          // nothing in flight; sleeps on wake
+	pollerInKernel        // blocked in io_uring_enter(GETEVENTS); submitters submit themselves
+)
+
+// New sets up the ring and starts the poller goroutine, which Close stops.
+func New(cfg Config) (*Poller, error) {
+	if cfg.Entries == 0 {
+		cfg.Entries = 256
+	}
+	rp := ring.Params{
+		Entries:      cfg.Entries,
+		CQEntries:    cfg.CQEntries,
+		SQPoll:       cfg.SQPoll,
+		SQThreadIdle: cfg.SQThreadIdle,
+		CoopTaskrun:  cfg.CoopTaskrun,
+		TaskrunFlag:  cfg.CoopTaskrun,
+	}
+	if rp.CQEntries == 0 {
+		rp.CQEntries = 2 * cfg.Entries
+	}
+	r, err := ring.New(rp)
+	if err != nil {
+		return nil, err
+	}
+	n := r.SQEntries()
+	p := &Poller{
+		ring:    r,
+		cfg:     cfg,
+		slots:   make([]Slot, n),
+		free:    make([]uint32, 0, n),
+		wake:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+	}
+	batch := r.CQEntries()
+	if batch > 512 {
+		batch = 512
+	}
+	p.cqes = make([]ring.CQE, batch)
+	p.fired = make([]firedCallback, 0, batch)
+	for i := int(n) - 1; i >= 0; i-- {
+		s := &p.slots[i]
+		s.idx = uint32(i)
+		s.ch = make(chan struct{}, 1)
+		s.entry.Private = s
+		p.free = append(p.free, uint32(i))
+	}
+	go p.loop()
+	return p, nil
+}
+
+// Ring exposes the underlying ring for registration calls (files, buffers, probe).
+func (p *Poller) Ring() *ring.Ring { return p.ring }
+
+// Capacity is how many requests may be in flight at once.
+func (p *Poller) Capacity() int { return len(p.slots) }
+
+// Stats returns the poller's counters.
+func (p *Poller) Stats() Stats {
+	return Stats{
+		Submitted:  p.stats.submitted.Load(),
+		Completed:  p.stats.completed.Load(),
+		Stale:      p.stats.stale.Load(),
+		Enters:     p.stats.enters.Load(),
+		Waits:      p.stats.waits.Load(),
+		Parks:      p.stats.parks.Load(),
+		Overflows:  p.stats.overflows.Load(),
+		Backlogged: p.stats.backlogged.Load(),
+	}
+}
+
+func packKey(res int32, flags uint32) uint64 { return uint64(uint32(res)) | uint64(flags)<<32 }
+func unpackKey(key uint64) (int32, uint32)   { return int32(uint32(key)), uint32(key >> 32) }
+
+// wakeBlocked is the wake function of a request whose submitter parks: the
+// kernel's default_wake_function, with a channel send for try_to_wake_up.
+func wakeBlocked(e *waitqueue.Entry, key uint64) int {
+	s := e.Private.(*Slot)
+	s.res, s.flags = unpackKey(key)
+	s.ch <- struct{}{}
+	return 1
+}
+
+// validate rejects what must never reach the kernel through Submit.
+func validate(s *sqe.SQE) error {
+	if s == nil {
+		return errors.New("ringwake: Submit with a nil SQE")
+	}
+	if s.Flags&(sqe.IOLink|sqe.IOHardlink) != 0 {
+		// A lone linked SQE would chain to whatever another goroutine submits next.
+		return errors.New("ringwake: Submit: IOLink/IOHardlink need a chain submitted as one batch")
+	}
+	return nil
+}
+
+// Submit copies s into the ring and arranges for done to run on the poller
+// goroutine with the completion's result and flags, exactly once (for a
+// multishot request: once per completion, the last without CQEFMore).
+// It sleeps while every slot is in flight. done must not block; it may
+// call Submit again to refill, at most once per completion it receives.
+func (p *Poller) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
+	if err := validate(s); err != nil {
+		return err
+	}
+	if done == nil {
+		return errors.New("ringwake: Submit with a nil callback")
+	}
+	idx, err := p.acquire(context.Background())
+	if err != nil {
+		return err
+	}
+	slot := &p.slots[idx]
+	slot.entry.Func = fireCallback
+	slot.done = done
+	p.writeLocked(slot, s)
+	p.ring.Publish()
+	p.mu.Unlock()
+	p.kick()
+	return nil
+}
+
+// MaxBatch is the most SQEs SubmitBatch takes at once.
+const MaxBatch = 64
+
+// SubmitBatch submits ss in order as one unit: no other goroutine's SQE lands
+// between them and the kernel sees them all at once, so IOLink/IOHardlink
+// chains stay whole (the last SQE must not carry a link flag). dones[i] fires
+// for ss[i] as with Submit; a broken link completes with -ECANCELED.
+func (p *Poller) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)) error {
+	k := len(ss)
+	switch {
+	case k == 0:
+		return nil
+	case k != len(dones):
+		return fmt.Errorf("ringwake: SubmitBatch: %d SQEs but %d callbacks", k, len(dones))
+	case k > MaxBatch || k > len(p.slots):
+		return fmt.Errorf("ringwake: SubmitBatch: %d SQEs, more than the ring takes at once (%d)", k, min(MaxBatch, len(p.slots)))
+	case ss[k-1].Flags&(sqe.IOLink|sqe.IOHardlink) != 0:
+		return errors.New("ringwake: SubmitBatch: the last SQE carries a link flag and would chain to an unrelated request")
+	}
+	for i := range dones {
+		if dones[i] == nil {
+			return fmt.Errorf("ringwake: SubmitBatch: callback %d is nil", i)
+		}
+	}
+	// One batch at a time may hold some slots while it waits for the rest:
+	// two doing so could each wait forever for the other's.
+	p.batchMu.Lock()
+	defer p.batchMu.Unlock()
+	var idxs [MaxBatch]uint32
+	for i := 0; i < k; i++ {
+		idx, err := p.acquire(context.Background())
+		if err != nil {
+			p.mu.Lock()
+			for _, j := range idxs[:i] {
+				p.releaseLocked(j)
+			}
+			p.mu.Unlock()
+			return err
+		}
+		idxs[i] = idx
+		if i < k-1 {
+			p.mu.Unlock()
+		}
+	}
+	for i := 0; i < k; i++ {
+		slot := &p.slots[idxs[i]]
+		slot.entry.Func = fireCallback
+		slot.done = dones[i]
+		p.writeLocked(slot, &ss[i])
+	}
+	p.ring.Publish()
+	p.mu.Unlock()
+	p.kick()
+	return nil
+}
+
+// acquire returns a slot with p.mu held, sleeping for one while all are in
+// flight. It fails with ErrClosed once Close has begun.
+func (p *Poller) acquire(ctx context.Context) (uint32, error) {
+	p.mu.Lock()
+	idx, ok := p.takeSlotLocked()
+	if !ok {
+		p.mu.Unlock()
+		var err error
+		if idx, err = p.waitSlot(ctx); err != nil {
+			return 0, err
+		}
+		p.mu.Lock()
+	}
+	if p.closing {
+		p.releaseLocked(idx)
+		p.mu.Unlock()
+		return 0, ErrClosed
+	}
+	return idx, nil
+}
+
+// fireCallback is the wake function of a Submit request. The poller does not
+// call it through the queue: dispatch copies done out and frees the slot first,
+// so a callback that resubmits always finds the slot it just gave back.
+func fireCallback(e *waitqueue.Entry, key uint64) int {
+	s := e.Private.(*Slot)
+	res, flags := unpackKey(key)
+	s.done(res, flags)
+	return 1
+}
+
+// Do submits s, parks until its completion and returns the result. keep is
+// the memory the kernel uses (the buffer): it stays reachable and unmoved until
+// the kernel lets go of it. When ctx ends first the request is canceled in the
+// kernel and Do returns ctx.Err() only after the completion arrived, unless the
+// request completed anyway, whose result is then returned.
+func (p *Poller) Do(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer) (int32, uint32, error) {
+	if err := validate(s); err != nil {
+		return 0, 0, err
+	}
+	if p.closed.Load() {
+		return 0, 0, ErrClosed
+	}
+	idx, err := p.acquire(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	slot := &p.slots[idx]
+	slot.entry.Func = wakeBlocked
+	slot.keep = keep
+	ud := p.writeLocked(slot, s)
+	p.ring.Publish()
+	p.mu.Unlock()
+	p.kick()
+
+	if done := ctx.Done(); done == nil {
+		<-slot.ch
+	} else {
+		select {
+		case <-slot.ch:
+		case <-done:
+			p.cancel(ud)
+			<-slot.ch // the kernel has let go of the buffer only now
+			if slot.res == -int32(syscall.ECANCELED) || slot.res == -int32(syscall.EINTR) {
+				err = ctx.Err()
+			}
+		}
+	}
+	res, flags := slot.res, slot.flags
+	if err == nil && res == -int32(syscall.ECANCELED) && p.closed.Load() {
+		err = ErrClosed
+	}
+	p.release(idx)
+	return res, flags, err
+}
+
+// takeSlotLocked pops a free slot unless sleepers queue for one: they were
+// first, and a newcomer that overtook them would wake one of them for nothing.
+func (p *Poller) takeSlotLocked() (uint32, bool) {
+	n := len(p.free)
+	if n == 0 || p.backlog.Active() {
+		return 0, false
+	}
+	idx := p.free[n-1]
+	p.free = p.free[:n-1]
+	return idx, true
+}
+
+// writeLocked writes s into the next SQE under the slot's new generation; the
+// caller publishes. The SQ always has room: slots never outnumber SQ entries.
+func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE) uint64 {
+	slot.gen = (slot.gen + 1) & genMask
+	ud := uint64(slot.gen)<<32 | uint64(slot.idx)
+	// The tag store orders every slot field above before the poller's tag load.
+	slot.tag.Store(uint64(slot.gen)<<2 | slotInFlight)
+	q := p.getSQELocked()
+	*q = *s
+	q.UserData = ud
+	p.pending.Add(1)
+	p.stats.submitted.Add(1)
+	return ud
+}
+
+// getSQELocked returns a free SQE. Requests never fill the SQ on their own,
+// but internal cancels may: then the SQ is flushed to the kernel, which
+// consumes entries synchronously unless SQPOLL is on.
+func (p *Poller) getSQELocked() *sqe.SQE {
+	for {
+		if q := p.ring.GetSQE(); q != nil {
+			return q
+		}
+		p.ring.Submit()
+		runtime.Gosched()
+	}
+}
+
+// cancel asks the kernel to cancel the request with user_data ud.
+func (p *Poller) cancel(ud uint64) {
+	p.internal(func(q *sqe.SQE) { q.PrepCancel64(ud, 0) })
+}
+
+// CancelFd asks the kernel to cancel every request in flight on fd (File.Close).
+func (p *Poller) CancelFd(fd int32) {
+	p.internal(func(q *sqe.SQE) { q.PrepCancelFd(fd, sqe.AsyncCancelAll) })
+}
+
+// internal publishes a request of the runtime's own, which takes no slot and
+// whose completion is only counted. After Close has begun it does nothing:
+// Close has queued a cancel of everything already.
+func (p *Poller) internal(prep func(q *sqe.SQE)) {
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return
+	}
+	p.internalLocked(prep)
+	p.mu.Unlock()
+	p.kick()
+}
+
+func (p *Poller) internalLocked(prep func(q *sqe.SQE)) {
+	q := p.getSQELocked()
+	prep(q)
+	q.UserData = internalTag
+	p.pending.Add(1)
+	p.ring.Publish()
+	p.stats.submitted.Add(1)
+}
+
+// backlogWaiter is a submitter asleep for a slot. handoff gives it one
+// directly, so a wake-up is never for nothing.
+type backlogWaiter struct {
+	entry waitqueue.Entry
+	ch    chan struct{}
+	idx   uint32
+	got   bool
+	shut  bool
+}
+
+const closedKey = ^uint64(0)
+
+func handoff(e *waitqueue.Entry, key uint64) int {
+	w := e.Private.(*backlogWaiter)
+	if key == closedKey {
+		w.shut = true
+	} else {
+		w.idx, w.got = uint32(key), true
+	}
+	w.ch <- struct{}{}
+	return 1
+}
+
+var autoHandoff = waitqueue.AutoRemove(handoff)
+
+// waitSlot sleeps, FIFO and exclusive, until a freed slot is handed over.
+func (p *Poller) waitSlot(ctx context.Context) (uint32, error) {
+	w := &backlogWaiter{ch: make(chan struct{}, 1)}
+	w.entry.Func = autoHandoff
+	w.entry.Private = w
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if idx, ok := p.takeSlotLocked(); ok {
+		p.mu.Unlock()
+		return idx, nil
+	}
+	p.backlog.AddExclusive(&w.entry)
+	p.stats.backlogged.Add(1)
+	p.mu.Unlock()
+	select {
+	case <-w.ch:
+	case <-ctx.Done():
+		p.mu.Lock()
+		p.backlog.Remove(&w.entry)
+		got, idx := w.got, w.idx
+		p.mu.Unlock()
+		if got {
+			// Chosen at the moment ctx ended: pass the slot on, not swallow it.
+			p.release(idx)
+		}
+		if w.shut {
+			return 0, ErrClosed
+		}
+		return 0, ctx.Err()
+	}
+	if w.shut {
+		return 0, ErrClosed
+	}
+	return w.idx, nil
+}
+
+func (p *Poller) release(idx uint32) {
+	p.mu.Lock()
+	p.releaseLocked(idx)
+	p.mu.Unlock()
+}
+
+// releaseLocked frees a slot, handing it straight to the first backlogged
+// submitter if there is one (one freed slot, exactly one wake-up).
+func (p *Poller) releaseLocked(idx uint32) {
+	s := &p.slots[idx]
+	s.keep, s.done = nil, nil
+	s.tag.Store(uint64(s.gen) << 2) // slotFree
+	if p.backlog.Active() && p.backlog.WakeUp(uint64(idx)) > 0 {
+		return
+	}
+	p.free = append(p.free, idx)
+}
+
+// kick makes sure what was just published reaches the kernel. The state
+// load pairs with the poller's store before its last look at the SQ
+// (sequentially consistent atomics on both sides): either the poller sees
+// the new SQE, or this sees the poller's sleeping state.
+func (p *Poller) kick() {
+	switch p.state.Load() {
+	case pollerRunning:
+	case pollerParked:
+		if p.state.CompareAndSwap(pollerParked, pollerRunning) {
+			select {
+			case p.wake <- struct{}{}:
+			default:
+			}
+		}
+	case pollerInKernel:
+		// The poller sleeps until a completion; submit directly rather than
+		// wake it for the submission. A failure (EBUSY: the CQ is backed up,
+		// so the poller is about to wake) is left to the poller's next round.
+		p.ring.Submit()
+	}
+}
+
+// loop is the poller goroutine: submit what is pending, reap a batch, fire
+// its entries, and sleep only when there is nothing to do.
+func (p *Poller) loop() {
+	defer close(p.stopped)
+	spins := 0
+	yielded := false
+	for {
+		if n := p.ring.PeekBatch(p.cqes); n > 0 {
+			p.dispatch(p.cqes[:n])
+			spins = 0
+			continue
+		}
+		if p.ring.CQOverflow() {
+			p.stats.overflows.Add(1)
+			p.ring.FlushOverflow()
+			continue
+		}
+		if n := p.ring.SQPending(); n > 0 {
+			if !p.cfg.SQPoll {
+				// Goroutines the last batch woke are queued behind us: let them
+				// run and publish their next requests first, so one enter
+				// carries them all instead of one each. With nothing runnable
+				// Gosched returns at once.
+				if !yielded && n < uint32(len(p.slots)) {
+					yielded = true
+					runtime.Gosched()
+					continue
+				}
+				yielded = false
+				p.stats.enters.Add(1)
+				p.ring.Submit()
+				continue
+			}
+			// The SQ thread consumes on its own; enter only to wake it.
+			if p.ring.NeedWakeup() {
+				p.stats.enters.Add(1)
+				p.ring.Submit()
+			}
+		}
+		if p.pending.Load() == 0 {
+			if p.closed.Load() {
+				return
+			}
+			p.park()
+			continue
+		}
+		// In flight but nothing ready: let the goroutines just woken run
+		// (they may submit more, or completions may land) before sleeping.
+		if spins < 2 {
+			spins++
+			runtime.Gosched()
+			continue
+		}
+		spins = 0
+		p.state.Store(pollerInKernel)
+		if (p.ring.SQPending() > 0 && !p.cfg.SQPoll) || p.ring.CQReady() > 0 {
+			p.state.Store(pollerRunning)
+			continue
+		}
+		p.stats.enters.Add(1)
+		p.stats.waits.Add(1)
+		// Bounded so that a kick whose submit failed (EAGAIN) is retried soon.
+		p.ring.EnterTimeout(0, 1, ring.EnterGetEvents, 100*time.Millisecond)
+		p.state.Store(pollerRunning)
+	}
+}
+
+// park sleeps until a submitter or Close kicks. The re-check after the state
+// store closes the window in which a kick would have seen pollerRunning.
+func (p *Poller) park() {
+	p.state.Store(pollerParked)
+	if p.pending.Load() > 0 || p.closed.Load() {
+		if p.state.CompareAndSwap(pollerParked, pollerRunning) {
+			return
+		}
+		<-p.wake // a kicker won the CAS: consume its token
+		return
+	}
+	p.stats.parks.Add(1)
+	<-p.wake
+	p.state.Store(pollerRunning)
+}
+
+// dispatch delivers a batch. Callback slots are freed under one lock before
+// any callback runs, so a callback that resubmits finds a slot.
+func (p *Poller) dispatch(cqes []ring.CQE) {
+	fired := p.fired[:0]
+	var done int64 // final completions of published SQEs, for pending
+	var delivered, stale uint64
+	var freed bool
+	for i := range cqes {
+		c := &cqes[i]
+		more := c.Flags&ring.CQEFMore != 0
+		if c.UserData&internalTag != 0 {
+			if !more {
+				done++
+			}
+			continue
+		}
+		idx := uint32(c.UserData)
+		gen := uint32(c.UserData>>32) & genMask
+		if idx >= uint32(len(p.slots)) {
+			stale++
+			continue
+		}
+		s := &p.slots[idx]
+		if s.tag.Load() != uint64(gen)<<2|slotInFlight {
+			// Never delivered, and not counted against pending: no SQE of ours is behind it.
+			stale++
+			continue
+		}
+		delivered++
+		if !more {
+			done++
+		}
+		if s.done != nil {
+			fired = append(fired, firedCallback{s.done, c.Res, c.Flags})
+			if !more {
+				s.tag.Store(uint64(gen)<<2 | slotDone)
+				freed = true
+			}
+			continue
+		}
+		if !more {
+			s.tag.Store(uint64(gen)<<2 | slotDone)
+		}
+		s.entry.Func(&s.entry, packKey(c.Res, c.Flags))
+	}
+	if freed {
+		p.mu.Lock()
+		for i := range cqes {
+			c := &cqes[i]
+			if c.UserData&internalTag != 0 || c.Flags&ring.CQEFMore != 0 {
+				continue
+			}
+			idx := uint32(c.UserData)
+			if idx >= uint32(len(p.slots)) {
+				continue
+			}
+			s := &p.slots[idx]
+			if s.tag.Load() == uint64(uint32(c.UserData>>32)&genMask)<<2|slotDone && s.done != nil {
+				p.releaseLocked(idx)
+			}
+		}
+		p.mu.Unlock()
+	}
+	// pending drops only after the batch's slots are consistent again, so
+	// Close never sees zero while a callback still has to run.
+	for i := range fired {
+		p.call(fired[i].done, fired[i].res, fired[i].flags)
+		fired[i].done = nil
+	}
+	p.pending.Add(-done)
+	p.fired = fired[:0]
+	p.stats.completed.Add(delivered)
+	if stale > 0 {
+		p.stats.stale.Add(stale)
+	}
+}
+
+// call runs one callback, containing its panic so one bad callback cannot
+// take the poller, and every other request, down with it.
+func (p *Poller) call(done func(int32, uint32), res int32, flags uint32) {
+	defer func() {
+		if v := recover(); v != nil {
+			if h := p.cfg.OnCallbackPanic; h != nil {
+				h(v)
+				return
+			}
+			go func() { panic(fmt.Sprintf("ringwake: panic in a Submit callback: %v", v)) }()
+		}
+	}()
+	done(res, flags)
+}
+
+// Close stops new work, wakes every backlogged submitter with ErrClosed,
+// cancels what is in flight, waits until the kernel has completed (and so
+// let go of the buffers of) every request, stops the poller and unmaps the
+// ring. Every callback still fires exactly once, most with -ECANCELED.
+func (p *Poller) Close() error {
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	if p.closed.Load() {
+		return p.closeErr
+	}
+	p.mu.Lock()
+	p.closing = true
+	p.closed.Store(true)
+	p.backlog.WakeUpAll(closedKey)
+	if p.pending.Load() > 0 {
+		p.internalLocked(func(q *sqe.SQE) { q.PrepCancel64(0, sqe.AsyncCancelAny) })
+	}
+	p.mu.Unlock()
+	p.kick()
+	// Wake a parked poller so it notices the close.
+	if p.state.CompareAndSwap(pollerParked, pollerRunning) {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	<-p.stopped
+	p.closeErr = p.ring.Close()
+	return p.closeErr
+}

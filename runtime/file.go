@@ -1,0 +1,439 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/ringwake/ringwake/sqe"
+	"github.com/ringwake/ringwake/waitqueue"
+)
+
+// File is the drop-in for *os.File in storage code: io.Reader, io.ReaderAt,
+// io.Writer, io.WriterAt, io.Seeker and io.Closer with os.File's semantics
+// (ReadAt fills p or returns an error, io.EOF at the end; Write writes all of
+// p or returns an error), plus Sync, Stat, Name and Fd. Every read and write
+// goes through the ring. Concurrent Syncs are group-committed: one fsync in
+// flight at a time, and its completion wakes every Sync it covers at once.
+type File struct {
+	r    *Ring
+	os   *os.File // owns the descriptor: Stat, and close(2) once no request uses it
+	fd   int
+	name string
+
+	// refs counts calls using fd, with fileClosing set by Close: the
+	// reference count of internal/poll's fdMutex, without its read/write
+	// lock bits. fd is closed only when the count drops to zero.
+	refs    atomic.Int64
+	drained chan struct{}
+
+	rmu, wmu sync.Mutex // Read and Write use the kernel's file position: one at a time each
+
+	gs groupSync
+}
+
+const fileClosing = int64(1) << 62
+
+var (
+	_ io.Reader   = (*File)(nil)
+	_ io.ReaderAt = (*File)(nil)
+	_ io.Writer   = (*File)(nil)
+	_ io.WriterAt = (*File)(nil)
+	_ io.Seeker   = (*File)(nil)
+	_ io.Closer   = (*File)(nil)
+)
+
+// Open opens name with os.OpenFile's flag and perm, through the ring
+// (IORING_OP_OPENAT), and returns a File whose I/O goes through r.
+func (r *Ring) Open(name string, flag int, perm os.FileMode) (*File, error) {
+	fd, err := r.openat(context.Background(), name, flag, syscallMode(perm))
+	if err != nil {
+		return nil, err
+	}
+	return r.newFile(fd, name), nil
+}
+
+// NewFile wraps an open descriptor, which the File then owns (Close closes it).
+func (r *Ring) NewFile(fd uintptr, name string) *File {
+	return r.newFile(int(fd), name)
+}
+
+func (r *Ring) newFile(fd int, name string) *File {
+	f := &File{r: r, os: os.NewFile(uintptr(fd), name), fd: fd, name: name, drained: make(chan struct{})}
+	f.gs.init(f)
+	return f
+}
+
+func syscallMode(m os.FileMode) uint32 {
+	o := uint32(m.Perm())
+	if m&os.ModeSetuid != 0 {
+		o |= syscall.S_ISUID
+	}
+	if m&os.ModeSetgid != 0 {
+		o |= syscall.S_ISGID
+	}
+	if m&os.ModeSticky != 0 {
+		o |= syscall.S_ISVTX
+	}
+	return o
+}
+
+func (f *File) incref(op string) error {
+	if f == nil {
+		return &os.PathError{Op: op, Path: "", Err: os.ErrInvalid}
+	}
+	for {
+		old := f.refs.Load()
+		if old&fileClosing != 0 {
+			return &os.PathError{Op: op, Path: f.name, Err: ErrClosed}
+		}
+		if f.refs.CompareAndSwap(old, old+1) {
+			return nil
+		}
+	}
+}
+
+func (f *File) decref() {
+	if f.refs.Add(-1) == fileClosing {
+		close(f.drained) // the last call after Close: the descriptor is free
+	}
+}
+
+// Name returns the name the file was opened with.
+func (f *File) Name() string { return f.name }
+
+// Fd returns the descriptor. It is valid until Close.
+func (f *File) Fd() uintptr { return uintptr(f.fd) }
+
+// Stat returns the file's FileInfo.
+func (f *File) Stat() (os.FileInfo, error) {
+	if err := f.incref("stat"); err != nil {
+		return nil, err
+	}
+	defer f.decref()
+	return f.os.Stat()
+}
+
+func (f *File) pathErr(op string, err error) error {
+	var oe *OpError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
+	return &os.PathError{Op: op, Path: f.name, Err: err}
+}
+
+// pread is one read through the ring; off -1 means the file position.
+func (f *File) pread(ctx context.Context, p []byte, off uint64) (int, error) {
+	var s sqe.SQE
+	s.PrepRead(int32(f.fd), p, off)
+	res, err := f.r.do(ctx, "read", f.fd, &s, unsafe.Pointer(unsafe.SliceData(p)))
+	return int(res), err
+}
+
+func (f *File) pwrite(ctx context.Context, p []byte, off uint64) (int, error) {
+	var s sqe.SQE
+	s.PrepWrite(int32(f.fd), p, off)
+	res, err := f.r.do(ctx, "write", f.fd, &s, unsafe.Pointer(unsafe.SliceData(p)))
+	return int(res), err
+}
+
+const filePosition = ^uint64(0)
+
+// Read reads up to len(p) bytes at the file position, as os.File.Read.
+func (f *File) Read(p []byte) (int, error) {
+	if err := f.incref("read"); err != nil {
+		return 0, err
+	}
+	defer f.decref()
+	if len(p) == 0 {
+		return 0, nil
+	}
+	f.rmu.Lock()
+	n, err := f.pread(context.Background(), p, filePosition)
+	f.rmu.Unlock()
+	if err != nil {
+		return 0, f.pathErr("read", err)
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// ReadAt reads len(p) bytes at off: it fills p or returns an error, io.EOF
+// when the file ends first, as os.File.ReadAt.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	return f.ReadAtContext(context.Background(), p, off)
+}
+
+// ReadAtContext is ReadAt with a context: when ctx ends, the read in flight is
+// canceled and the call returns once the kernel has let go of p.
+func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := f.incref("read"); err != nil {
+		return 0, err
+	}
+	defer f.decref()
+	if off < 0 {
+		return 0, &os.PathError{Op: "readat", Path: f.name, Err: errors.New("negative offset")}
+	}
+	n := 0
+	for n < len(p) {
+		m, err := f.pread(ctx, p[n:], uint64(off)+uint64(n))
+		if err != nil {
+			return n, f.pathErr("read", err)
+		}
+		if m == 0 {
+			return n, io.EOF
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// Write writes all of p at the file position (at the end with O_APPEND), or
+// returns an error, as os.File.Write.
+func (f *File) Write(p []byte) (int, error) {
+	if err := f.incref("write"); err != nil {
+		return 0, err
+	}
+	defer f.decref()
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	n := 0
+	for n < len(p) {
+		m, err := f.pwrite(context.Background(), p[n:], filePosition)
+		if err != nil {
+			return n, f.pathErr("write", err)
+		}
+		if m == 0 {
+			return n, &os.PathError{Op: "write", Path: f.name, Err: io.ErrShortWrite}
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// WriteAt writes all of p at off or returns an error, as os.File.WriteAt.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	return f.WriteAtContext(context.Background(), p, off)
+}
+
+// WriteAtContext is WriteAt with a context (see ReadAtContext).
+func (f *File) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := f.incref("write"); err != nil {
+		return 0, err
+	}
+	defer f.decref()
+	if off < 0 {
+		return 0, &os.PathError{Op: "writeat", Path: f.name, Err: errors.New("negative offset")}
+	}
+	n := 0
+	for n < len(p) {
+		m, err := f.pwrite(ctx, p[n:], uint64(off)+uint64(n))
+		if err != nil {
+			return n, f.pathErr("write", err)
+		}
+		if m == 0 {
+			return n, &os.PathError{Op: "write", Path: f.name, Err: io.ErrShortWrite}
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// Seek sets the file position for the next Read or Write, as os.File.Seek.
+func (f *File) Seek(offset int64, whence int) (int64, error) {
+	if err := f.incref("seek"); err != nil {
+		return 0, err
+	}
+	defer f.decref()
+	pos, err := syscall.Seek(f.fd, offset, whence)
+	if err != nil {
+		return 0, &os.PathError{Op: "seek", Path: f.name, Err: err}
+	}
+	return pos, nil
+}
+
+// Close cancels the requests still in flight on the file, waits until none
+// uses the descriptor, then closes it. Calls after Close fail with ErrClosed.
+func (f *File) Close() error {
+	if f == nil {
+		return os.ErrInvalid
+	}
+	for {
+		old := f.refs.Load()
+		if old&fileClosing != 0 {
+			return &os.PathError{Op: "close", Path: f.name, Err: ErrClosed}
+		}
+		if f.refs.CompareAndSwap(old, old|fileClosing) {
+			if old == 0 {
+				close(f.drained)
+			}
+			break
+		}
+	}
+	// A request published after a cancel escapes it: cancel again until drained.
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for first := true; ; first = false {
+		select {
+		case <-f.drained:
+			return f.os.Close()
+		default:
+		}
+		if !first {
+			<-t.C
+			select {
+			case <-f.drained:
+				return f.os.Close()
+			default:
+			}
+		}
+		f.r.p.CancelFd(int32(f.fd))
+		select {
+		case <-f.drained:
+			return f.os.Close()
+		case <-t.C:
+		}
+	}
+}
+
+// Sync commits the file's data and metadata to stable storage. Concurrent
+// Syncs share fsyncs: one that arrives while an fsync is in flight waits for
+// the next, which starts as soon as the current one completes and covers
+// every Sync that arrived meanwhile. A failed fsync is sticky: every later
+// Sync returns its error, since the kernel may have dropped the dirty pages
+// it could not write and a later fsync's success would not cover them.
+func (f *File) Sync() error {
+	if err := f.incref("sync"); err != nil {
+		return err
+	}
+	defer f.decref()
+	return f.gs.sync()
+}
+
+// SyncStats reports how many Sync calls the file served and how many fsyncs
+// it issued for them.
+func (f *File) SyncStats() (syncs, fsyncs uint64) {
+	return f.gs.calls.Load(), f.gs.fsyncs.Load()
+}
+
+// groupSync is group commit: the broadcast half of the wait-queue design.
+type groupSync struct {
+	f        *File
+	mu       sync.Mutex
+	q        waitqueue.Queue // Syncs waiting, non-exclusive: one completion wakes all it covers
+	started  uint64          // generation of the newest fsync started
+	inflight bool
+	again    bool  // a Sync arrived during the fsync in flight: start another at its completion
+	err      error // sticky first failure
+	s        sqe.SQE
+	done     func(res int32, flags uint32) // bound once: no allocation per fsync
+
+	calls, fsyncs atomic.Uint64
+}
+
+type syncWaiter struct {
+	entry  waitqueue.Entry
+	g      *groupSync
+	ticket uint64
+	err    error
+	ch     chan struct{}
+}
+
+// syncWake wakes a Sync whose ticket the completed generation covers.
+func syncWake(e *waitqueue.Entry, key uint64) int {
+	w := e.Private.(*syncWaiter)
+	if w.ticket > key {
+		return 0
+	}
+	// Called under g.mu by finish: the sticky error is this generation's result.
+	w.err = w.g.err
+	w.ch <- struct{}{}
+	return 1
+}
+
+var autoSyncWake = waitqueue.AutoRemove(syncWake)
+
+func (g *groupSync) init(f *File) {
+	g.f = f
+	g.s.PrepFsync(int32(f.fd), 0)
+	g.done = g.complete
+}
+
+func (g *groupSync) sync() error {
+	g.calls.Add(1)
+	w := &syncWaiter{g: g, ch: make(chan struct{}, 1)}
+	w.entry.Func = autoSyncWake
+	w.entry.Private = w
+	g.mu.Lock()
+	if g.err != nil {
+		err := g.err
+		g.mu.Unlock()
+		return err
+	}
+	start := !g.inflight
+	if start {
+		g.started++
+		g.inflight = true
+		w.ticket = g.started
+	} else {
+		// The fsync in flight may have started before this Sync's writes.
+		w.ticket = g.started + 1
+		g.again = true
+	}
+	g.q.Add(&w.entry)
+	g.mu.Unlock()
+	if start {
+		g.submit()
+	}
+	<-w.ch
+	return w.err
+}
+
+func (g *groupSync) submit() {
+	g.fsyncs.Add(1)
+	if err := g.f.r.p.Submit(&g.s, g.done); err != nil {
+		g.finish(&os.PathError{Op: "sync", Path: g.f.name, Err: err})
+	}
+}
+
+// complete runs on the poller when the fsync in flight completes.
+func (g *groupSync) complete(res int32, _ uint32) {
+	var err error
+	if res < 0 {
+		err = &os.PathError{Op: "sync", Path: g.f.name, Err: syscall.Errno(-res)}
+	}
+	g.finish(err)
+}
+
+// finish ends generation g.started with err and starts the next fsync if a
+// Sync is waiting for one. Waiters read their error after the wake-up send.
+func (g *groupSync) finish(err error) {
+	g.mu.Lock()
+	if err != nil && g.err == nil {
+		g.err = err
+	}
+	gen := g.started
+	next := g.again && g.err == nil
+	if g.err != nil {
+		gen = ^uint64(0) // a sticky failure answers every waiter
+	}
+	g.q.WakeUpAll(gen)
+	g.again = false
+	if next {
+		g.started++
+	} else {
+		g.inflight = false
+	}
+	g.mu.Unlock()
+	if next {
+		g.submit()
+	}
+}

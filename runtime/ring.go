@@ -1,0 +1,253 @@
+// Package runtime is ringwake's public API: an io_uring ring that any
+// goroutine submits to, blocking calls that park the caller until the
+// completion arrives, callback submissions that run on the ring's poller
+// goroutine, and File, a drop-in for *os.File whose reads and writes go
+// through the ring.
+//
+// Import it under another name, since it shares its name with Go's runtime:
+//
+//	import ringwake "github.com/ringwake/ringwake/runtime"
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/ringwake/ringwake/poller"
+	"github.com/ringwake/ringwake/sqe"
+)
+
+var (
+	// ErrClosed is returned (wrapped) by calls on a closed Ring or File, and
+	// by calls that a Close cut short.
+	ErrClosed = poller.ErrClosed
+	// ErrUnsupported is returned (wrapped, with the kernel's reason) by New
+	// where the kernel refuses io_uring, and by calls whose opcode the
+	// running kernel lacks.
+	ErrUnsupported = errors.New("ringwake: io_uring unsupported")
+)
+
+// Config sets a Ring up.
+type Config struct {
+	// Entries is the submission queue size and the number of requests that
+	// may be in flight at once; 0 means 256. It is rounded up to a power of
+	// two and clamped to the kernel's maximum (32768).
+	Entries uint32
+	// CQEntries is the completion queue size; 0 means 2*Entries, so the CQ
+	// cannot overflow in normal use.
+	CQEntries uint32
+	// SQPoll starts a kernel thread that polls the submission queue, saving
+	// the io_uring_enter per batch at the cost of a busy core.
+	SQPoll bool
+	// SQThreadIdle is how long the SQPOLL thread spins before it sleeps.
+	SQThreadIdle time.Duration
+	// CoopTaskrun sets IORING_SETUP_COOP_TASKRUN|TASKRUN_FLAG: completions
+	// are run when the poller next enters the kernel instead of by an
+	// interrupt. Off by default; measure before use.
+	CoopTaskrun bool
+	// OnCallbackPanic receives the value of a panic raised by a Submit
+	// callback, which the poller recovers from. Nil re-panics it on a new
+	// goroutine, crashing the program as an unrecovered panic would.
+	OnCallbackPanic func(v any)
+}
+
+// Ring is an io_uring instance with its poller goroutine. It is safe for
+// concurrent use by any number of goroutines.
+type Ring struct {
+	p *poller.Poller
+}
+
+// Stats are the poller's counters.
+type Stats = poller.Stats
+
+// New sets up a ring and starts its poller. Where the kernel refuses
+// io_uring (ENOSYS, EPERM from a seccomp profile or io_uring_disabled),
+// the error wraps both ErrUnsupported and the kernel's errno.
+func New(cfg Config) (*Ring, error) {
+	p, err := poller.New(poller.Config{
+		Entries:         cfg.Entries,
+		CQEntries:       cfg.CQEntries,
+		SQPoll:          cfg.SQPoll,
+		SQThreadIdle:    cfg.SQThreadIdle,
+		CoopTaskrun:     cfg.CoopTaskrun,
+		OnCallbackPanic: cfg.OnCallbackPanic,
+	})
+	if err != nil {
+		if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
+		}
+		return nil, err
+	}
+	return &Ring{p: p}, nil
+}
+
+// Close cancels what is in flight, waits until the kernel has let go of
+// every buffer, fires every outstanding callback exactly once (with
+// -ECANCELED for what was canceled), wakes every blocked caller with
+// ErrClosed, stops the poller and releases the ring. It is idempotent.
+func (r *Ring) Close() error { return r.p.Close() }
+
+// Stats returns the poller's counters.
+func (r *Ring) Stats() Stats { return r.p.Stats() }
+
+// Capacity is how many requests may be in flight at once.
+func (r *Ring) Capacity() int { return r.p.Capacity() }
+
+// Supports reports whether the running kernel implements opcode op.
+func (r *Ring) Supports(op uint8) bool { return r.p.Ring().Supports(op) }
+
+// Submit copies s into the ring (its UserData belongs to the runtime) and
+// fires done on the poller goroutine with the completion's res and flags:
+// exactly once per completion, or once with res = -ECANCELED if the ring
+// closes first. done must not block; it may call Submit to refill, at most
+// once per completion it receives, since a Submit that finds every slot in
+// flight sleeps. The caller keeps any memory s points to alive until done has
+// run. Linked SQEs (IOLink, IOHardlink) are refused: a lone link would chain
+// to another goroutine's request.
+func (r *Ring) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
+	if s != nil && !r.supported(s.Opcode) {
+		return unsupported(s.Opcode)
+	}
+	return r.p.Submit(s, done)
+}
+
+func (r *Ring) supported(op uint8) bool {
+	// Every kernel with the ring layout we require has these; skip the probe.
+	if op <= sqe.OpWrite {
+		return true
+	}
+	return r.p.Ring().Supports(op)
+}
+
+func unsupported(op uint8) error {
+	return fmt.Errorf("%w: the kernel lacks opcode %s", ErrUnsupported, sqe.OpName(op))
+}
+
+// OpError is a failed ring call: the operation, its descriptor, and the
+// cause, a syscall.Errno for kernel errors (errors.Is(err, syscall.EBADF)).
+type OpError struct {
+	Op  string
+	Fd  int
+	Err error
+}
+
+func (e *OpError) Error() string {
+	return fmt.Sprintf("ringwake: %s fd %d: %v", e.Op, e.Fd, e.Err)
+}
+func (e *OpError) Unwrap() error { return e.Err }
+
+func opErr(op string, fd int, res int32) error {
+	return &OpError{Op: op, Fd: fd, Err: syscall.Errno(-res)}
+}
+
+// do runs one blocking request and maps the kernel result to Go's
+// conventions. keep is the memory the kernel uses until the completion.
+func (r *Ring) do(ctx context.Context, op string, fd int, s *sqe.SQE, keep unsafe.Pointer) (int32, error) {
+	res, _, err := r.p.Do(ctx, s, keep)
+	if err != nil {
+		return 0, &OpError{Op: op, Fd: fd, Err: err}
+	}
+	if res < 0 {
+		return res, opErr(op, fd, res)
+	}
+	return res, nil
+}
+
+// Nop sends a no-op through the ring and waits for its completion.
+func (r *Ring) Nop(ctx context.Context) error {
+	var s sqe.SQE
+	s.PrepNop()
+	_, err := r.do(ctx, "nop", -1, &s, nil)
+	return err
+}
+
+func checkOff(op string, fd int, off int64) error {
+	if off < 0 {
+		// io_uring reads -1 as "the file position": a negative offset must never reach it.
+		return &OpError{Op: op, Fd: fd, Err: fmt.Errorf("negative offset %d: %w", off, syscall.EINVAL)}
+	}
+	return nil
+}
+
+// ReadAt is one pread(2) of p at off through the ring: it may be short, and
+// returns 0, nil at the end of the file. When ctx ends first, the read is
+// canceled and ReadAt returns ctx.Err() only after the kernel has let go of
+// p, so p may be reused at once.
+func (r *Ring) ReadAt(ctx context.Context, fd int, p []byte, off int64) (int, error) {
+	if err := checkOff("read", fd, off); err != nil {
+		return 0, err
+	}
+	var s sqe.SQE
+	s.PrepRead(int32(fd), p, uint64(off))
+	res, err := r.do(ctx, "read", fd, &s, unsafe.Pointer(unsafe.SliceData(p)))
+	if err != nil {
+		return 0, err
+	}
+	return int(res), nil
+}
+
+// WriteAt is one pwrite(2) of p at off through the ring: it may be short.
+func (r *Ring) WriteAt(ctx context.Context, fd int, p []byte, off int64) (int, error) {
+	if err := checkOff("write", fd, off); err != nil {
+		return 0, err
+	}
+	var s sqe.SQE
+	s.PrepWrite(int32(fd), p, uint64(off))
+	res, err := r.do(ctx, "write", fd, &s, unsafe.Pointer(unsafe.SliceData(p)))
+	if err != nil {
+		return 0, err
+	}
+	return int(res), nil
+}
+
+// Fsync is fsync(2), or fdatasync(2) when datasync is set, through the ring.
+func (r *Ring) Fsync(ctx context.Context, fd int, datasync bool) error {
+	var s sqe.SQE
+	var flags uint32
+	if datasync {
+		flags = sqe.FsyncDatasync
+	}
+	s.PrepFsync(int32(fd), flags)
+	_, err := r.do(ctx, "fsync", fd, &s, nil)
+	return err
+}
+
+// openat opens name through the ring.
+func (r *Ring) openat(ctx context.Context, name string, flag int, perm uint32) (int, error) {
+	path, err := syscall.BytePtrFromString(name)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	var s sqe.SQE
+	s.PrepOpenat(int32(unixAtFdcwd), path, uint32(flag|syscall.O_CLOEXEC), perm)
+	res, _, err := r.p.Do(ctx, &s, unsafe.Pointer(path))
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	if res < 0 {
+		return -1, &os.PathError{Op: "open", Path: name, Err: syscall.Errno(-res)}
+	}
+	return int(res), nil
+}
+
+const unixAtFdcwd = -100
+
+// SubmitBatch submits ss in order as one unit, with one io_uring_enter at
+// most: no other goroutine's SQE lands between them, so IOLink and
+// IOHardlink chains (say a write linked to its fdatasync) stay whole. The
+// last SQE must not carry a link flag. dones[i] fires for ss[i] as with
+// Submit; a request whose link broke completes with -ECANCELED. At most
+// poller.MaxBatch (64) SQEs, and no more than the ring's capacity.
+func (r *Ring) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)) error {
+	for i := range ss {
+		if !r.supported(ss[i].Opcode) {
+			return unsupported(ss[i].Opcode)
+		}
+	}
+	return r.p.SubmitBatch(ss, dones)
+}
