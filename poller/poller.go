@@ -21,12 +21,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ringwake/ringwake/internal/ring"
 	"github.com/ringwake/ringwake/sqe"
@@ -93,6 +96,7 @@ type Slot struct {
 	// keep holds the buffer the kernel reads or writes: reachable, so the GC
 	// cannot free it, and on the heap (it escapes through here), so it never moves.
 	keep unsafe.Pointer
+	ts   unix.Timespec // a linked timeout's duration, read by the kernel at submission
 }
 
 // Poller owns one ring and the goroutine that reaps it.
@@ -105,6 +109,7 @@ type Poller struct {
 	// the backlog queue, so a slot and its SQE are taken in one critical section.
 	mu      sync.Mutex
 	batchMu sync.Mutex // one SubmitBatch at a time holds slots while waiting for more
+	lastSQE *sqe.SQE   // under mu: the SQE writeLocked filled last, not yet published
 	free    []uint32
 	backlog waitqueue.Queue // exclusive sleepers waiting for a slot
 	closing bool            // under mu: no SQE is published after it is set
@@ -347,6 +352,18 @@ func fireCallback(e *waitqueue.Entry, key uint64) int {
 // kernel and Do returns ctx.Err() only after the completion arrived, unless the
 // request completed anyway, whose result is then returned.
 func (p *Poller) Do(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer) (int32, uint32, error) {
+	return p.DoTimeout(ctx, s, keep, 0)
+}
+
+// ErrTimeout is returned (wrapped) by DoTimeout when the kernel canceled the
+// request because its linked timeout expired. It wraps os.ErrDeadlineExceeded.
+var ErrTimeout = fmt.Errorf("ringwake: linked timeout expired: %w", os.ErrDeadlineExceeded)
+
+// DoTimeout is Do with a deadline enforced by the kernel: s is linked to an
+// IORING_OP_LINK_TIMEOUT of d, so when d elapses first the kernel cancels it
+// and DoTimeout returns ErrTimeout, with no timer or cancel round trip in Go.
+// d <= 0 means no timeout.
+func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer, d time.Duration) (int32, uint32, error) {
 	if err := validate(s); err != nil {
 		return 0, 0, err
 	}
@@ -361,6 +378,9 @@ func (p *Poller) Do(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer) (int32
 	slot.entry.Func = wakeBlocked
 	slot.keep = keep
 	ud := p.writeLocked(slot, s)
+	if d > 0 {
+		p.linkTimeoutLocked(slot, d)
+	}
 	p.ring.Publish()
 	p.mu.Unlock()
 	p.kick()
@@ -379,11 +399,23 @@ func (p *Poller) Do(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer) (int32
 		}
 	}
 	res, flags := slot.res, slot.flags
-	if err == nil && res == -int32(syscall.ECANCELED) && p.closed.Load() {
-		err = ErrClosed
+	if err == nil && res == -int32(syscall.ECANCELED) {
+		if p.closed.Load() {
+			err = ErrClosed
+		} else if d > 0 {
+			err = ErrTimeout
+		}
 	}
 	p.release(idx)
 	return res, flags, err
+}
+
+// linkTimeoutLocked links the SQE just written for slot to a LINK_TIMEOUT of
+// d. The pair is published together, so the link cannot break in between.
+func (p *Poller) linkTimeoutLocked(slot *Slot, d time.Duration) {
+	p.lastSQE.Flags |= sqe.IOLink
+	slot.ts = unix.NsecToTimespec(int64(d))
+	p.internalLocked(func(q *sqe.SQE) { q.PrepLinkTimeout(&slot.ts, 0) })
 }
 
 // takeSlotLocked pops a free slot unless sleepers queue for one: they were
@@ -408,6 +440,7 @@ func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE) uint64 {
 	q := p.getSQELocked()
 	*q = *s
 	q.UserData = ud
+	p.lastSQE = q
 	p.pending.Add(1)
 	p.stats.submitted.Add(1)
 	return ud

@@ -437,3 +437,86 @@ func (g *groupSync) finish(err error) {
 		g.submit()
 	}
 }
+
+// consume drops the first n bytes from bufs, after a short vectored transfer.
+func consume(bufs [][]byte, n int) [][]byte {
+	for len(bufs) > 0 && n >= len(bufs[0]) {
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	if len(bufs) > 0 && n > 0 {
+		first := bufs[0][n:]
+		bufs = append([][]byte{first}, bufs[1:]...)
+	}
+	return bufs
+}
+
+func total(bufs [][]byte) int {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	return n
+}
+
+// ReadvAt fills every buffer of bufs, in order, from off (scatter), or
+// returns an error, io.EOF when the file ends first.
+func (f *File) ReadvAt(ctx context.Context, bufs [][]byte, off int64) (int, error) {
+	if err := f.incref("readv"); err != nil {
+		return 0, err
+	}
+	defer f.decref()
+	if off < 0 {
+		return 0, &os.PathError{Op: "readv", Path: f.name, Err: errors.New("negative offset")}
+	}
+	want, n := total(bufs), 0
+	for n < want {
+		m, err := f.r.ReadvAt(ctx, f.fd, bufs, off+int64(n))
+		if err != nil {
+			return n, f.pathErr("readv", err)
+		}
+		if m == 0 {
+			return n, io.EOF
+		}
+		n += m
+		bufs = consume(bufs, m)
+	}
+	return n, nil
+}
+
+// WritevAt writes every buffer of bufs, in order, at off (gather), or
+// returns an error.
+func (f *File) WritevAt(ctx context.Context, bufs [][]byte, off int64) (int, error) {
+	if err := f.incref("writev"); err != nil {
+		return 0, err
+	}
+	defer f.decref()
+	if off < 0 {
+		return 0, &os.PathError{Op: "writev", Path: f.name, Err: errors.New("negative offset")}
+	}
+	want, n := total(bufs), 0
+	for n < want {
+		m, err := f.r.WritevAt(ctx, f.fd, bufs, off+int64(n))
+		if err != nil {
+			return n, f.pathErr("writev", err)
+		}
+		if m == 0 {
+			return n, &os.PathError{Op: "writev", Path: f.name, Err: io.ErrShortWrite}
+		}
+		n += m
+		bufs = consume(bufs, m)
+	}
+	return n, nil
+}
+
+// Fallocate preallocates [off, off+n) through the ring (see Ring.Fallocate).
+func (f *File) Fallocate(mode uint32, off, n int64) error {
+	if err := f.incref("fallocate"); err != nil {
+		return err
+	}
+	defer f.decref()
+	if err := f.r.Fallocate(context.Background(), f.fd, mode, off, n); err != nil {
+		return f.pathErr("fallocate", err)
+	}
+	return nil
+}

@@ -59,7 +59,8 @@ type Config struct {
 // Ring is an io_uring instance with its poller goroutine. It is safe for
 // concurrent use by any number of goroutines.
 type Ring struct {
-	p *poller.Poller
+	p     *poller.Poller
+	files fileTable
 }
 
 // Stats are the poller's counters.
