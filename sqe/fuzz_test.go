@@ -30,7 +30,9 @@ func (a *fuzzArgs) iovs() []unix.Iovec {
 	if len(a.buf) == 0 {
 		return nil
 	}
-	return []unix.Iovec{{Base: &a.buf[0], Len: uint64(len(a.buf))}}
+	iov := unix.Iovec{Base: &a.buf[0]}
+	iov.SetLen(len(a.buf))
+	return []unix.Iovec{iov}
 }
 
 func pick[T any](a *fuzzArgs, p *T) *T {

@@ -3,8 +3,6 @@ package sqe
 import (
 	"testing"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestLayout(t *testing.T) {
@@ -35,15 +33,5 @@ func TestLayout(t *testing.T) {
 		if o.got != o.want {
 			t.Errorf("offsetof(SQE.%s) = %d, want %d", o.name, o.got, o.want)
 		}
-	}
-}
-
-// PrepTimeout and PrepLinkTimeout hand a *unix.Timespec to the kernel as a
-// struct __kernel_timespec, which is two 64-bit words.
-func TestTimespecIsKernelTimespec(t *testing.T) {
-	var ts unix.Timespec
-	if unsafe.Sizeof(ts) != 16 || unsafe.Offsetof(ts.Nsec) != 8 {
-		t.Fatalf("unix.Timespec is %d bytes with Nsec at %d; the kernel wants 16 with tv_nsec at 8",
-			unsafe.Sizeof(ts), unsafe.Offsetof(ts.Nsec))
 	}
 }
