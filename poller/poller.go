@@ -64,6 +64,7 @@ type Stats struct {
 	Parks      uint64 // times the poller parked with nothing in flight
 	Overflows  uint64 // CQ overflow flushes
 	Backlogged uint64 // submitters that slept for a free slot
+	Deferred   uint64 // callback submissions queued because no slot was free
 }
 
 // user_data layout: bit 63 marks the runtime's own requests (cancels), whose
@@ -110,9 +111,17 @@ type Poller struct {
 	mu      sync.Mutex
 	batchMu sync.Mutex // one SubmitBatch at a time holds slots while waiting for more
 	lastSQE *sqe.SQE   // under mu: the SQE writeLocked filled last, not yet published
-	free    []uint32
-	backlog waitqueue.Queue // exclusive sleepers waiting for a slot
-	closing bool            // under mu: no SQE is published after it is set
+
+	// Callbacks run on the poller, which must never sleep for a slot: what
+	// they submit with none free waits in deferred (under mu), and freed
+	// slots collect in reserve until they cover the first deferred request.
+	deferred    []deferredReq
+	reserve     []uint32
+	inCallbacks atomic.Bool // the poller is running callbacks
+	pollerGoid  atomic.Uint64
+	free        []uint32
+	backlog     waitqueue.Queue // exclusive sleepers waiting for a slot
+	closing     bool            // under mu: no SQE is published after it is set
 
 	closed   atomic.Bool
 	pending  atomic.Int64 // SQEs published whose final CQE has not been reaped
@@ -121,9 +130,11 @@ type Poller struct {
 	stopped  chan struct{}
 	closeMu  sync.Mutex
 	closeErr error
+	unmapMu  sync.RWMutex // kicks outside mu hold it for reading while they touch the ring
+	unmapped bool         // under unmapMu
 
 	stats struct {
-		submitted, completed, stale, enters, waits, parks, overflows, backlogged atomic.Uint64
+		submitted, completed, stale, enters, waits, parks, overflows, backlogged, deferred atomic.Uint64
 	}
 
 	// poller-goroutine-only scratch, reused every batch.
@@ -206,6 +217,7 @@ func (p *Poller) Stats() Stats {
 		Parks:      p.stats.parks.Load(),
 		Overflows:  p.stats.overflows.Load(),
 		Backlogged: p.stats.backlogged.Load(),
+		Deferred:   p.stats.deferred.Load(),
 	}
 }
 
@@ -230,6 +242,10 @@ func validate(s *sqe.SQE) error {
 		// A lone linked SQE would chain to whatever another goroutine submits next.
 		return errors.New("ringwake: Submit: IOLink/IOHardlink need a chain submitted as one batch")
 	}
+	if s.Flags&sqe.CQESkipSuccess != 0 {
+		// No completion on success: the slot would never be freed nor the callback fire.
+		return errors.New("ringwake: Submit: CQESkipSuccess is not supported: every request must complete")
+	}
 	return nil
 }
 
@@ -245,9 +261,29 @@ func (p *Poller) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	if done == nil {
 		return errors.New("ringwake: Submit with a nil callback")
 	}
-	idx, err := p.acquire(context.Background())
-	if err != nil {
-		return err
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	idx, ok := p.takeSlotLocked()
+	if !ok {
+		if p.onPoller() {
+			p.deferLocked([]sqe.SQE{*s}, []func(int32, uint32){done})
+			p.mu.Unlock()
+			return nil
+		}
+		p.mu.Unlock()
+		var err error
+		if idx, err = p.waitSlot(context.Background()); err != nil {
+			return err
+		}
+		p.mu.Lock()
+		if p.closing {
+			p.releaseLocked(idx)
+			p.mu.Unlock()
+			return ErrClosed
+		}
 	}
 	slot := &p.slots[idx]
 	slot.entry.Func = fireCallback
@@ -257,6 +293,83 @@ func (p *Poller) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	p.mu.Unlock()
 	p.kick()
 	return nil
+}
+
+// onPoller reports whether the caller is a callback running on the poller
+// goroutine. Only the poller reaps the completions that free slots, so it
+// must never sleep for one. Asked only when no slot is free: the goroutine
+// id costs about a microsecond.
+func (p *Poller) onPoller() bool {
+	return p.inCallbacks.Load() && curGoid() == p.pollerGoid.Load()
+}
+
+// curGoid is the calling goroutine's id, from the header runtime.Stack prints.
+func curGoid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = b[len("goroutine "):]
+	var id uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			break
+		}
+		id = id*10 + uint64(c-'0')
+	}
+	return id
+}
+
+// deferredReq is a submission made by a callback when no slot was free. It
+// is published, whole and in order, as soon as slots free up: freed slots go
+// to deferred requests before backlogged sleepers, so the poller's own
+// submissions cannot starve.
+type deferredReq struct {
+	ss    []sqe.SQE
+	dones []func(res int32, flags uint32)
+}
+
+// deferLocked queues a callback's submission for the first free slots.
+func (p *Poller) deferLocked(ss []sqe.SQE, dones []func(int32, uint32)) {
+	p.deferred = append(p.deferred, deferredReq{ss: ss, dones: dones})
+	need := -len(p.reserve)
+	for i := range p.deferred {
+		need += len(p.deferred[i].ss)
+	}
+	// The poller may take free slots ahead of sleepers: it cannot wait behind them.
+	for ; need > 0 && len(p.free) > 0; need-- {
+		p.reserve = append(p.reserve, p.free[len(p.free)-1])
+		p.free = p.free[:len(p.free)-1]
+	}
+	p.stats.deferred.Add(1)
+	p.publishDeferredLocked()
+}
+
+// publishDeferredLocked publishes the deferred requests the reserved slots
+// cover, in order. It reports whether it published anything.
+func (p *Poller) publishDeferredLocked() bool {
+	published := false
+	for !p.closing && len(p.deferred) > 0 && len(p.reserve) >= len(p.deferred[0].ss) {
+		d := p.deferred[0]
+		p.deferred[0] = deferredReq{}
+		p.deferred = p.deferred[1:]
+		for i := range d.ss {
+			idx := p.reserve[len(p.reserve)-1]
+			p.reserve = p.reserve[:len(p.reserve)-1]
+			slot := &p.slots[idx]
+			slot.entry.Func = fireCallback
+			slot.done = d.dones[i]
+			p.writeLocked(slot, &d.ss[i])
+		}
+		p.ring.Publish()
+		published = true
+	}
+	if len(p.deferred) == 0 && len(p.reserve) > 0 {
+		rest := p.reserve
+		p.reserve = p.reserve[:0]
+		for _, idx := range rest {
+			p.handOnLocked(idx)
+		}
+	}
+	return published
 }
 
 // MaxBatch is the most SQEs SubmitBatch takes at once.
@@ -282,6 +395,18 @@ func (p *Poller) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)
 		if dones[i] == nil {
 			return fmt.Errorf("ringwake: SubmitBatch: callback %d is nil", i)
 		}
+		if ss[i].Flags&sqe.CQESkipSuccess != 0 {
+			return fmt.Errorf("ringwake: SubmitBatch: SQE %d: CQESkipSuccess is not supported: every request must complete", i)
+		}
+	}
+	if p.onPoller() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closing {
+			return ErrClosed
+		}
+		p.deferLocked(append([]sqe.SQE{}, ss...), append([]func(int32, uint32){}, dones...))
+		return nil
 	}
 	// One batch at a time may hold some slots while it waits for the rest:
 	// two doing so could each wait forever for the other's.
@@ -292,10 +417,14 @@ func (p *Poller) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)
 		idx, err := p.acquire(context.Background())
 		if err != nil {
 			p.mu.Lock()
+			published := false
 			for _, j := range idxs[:i] {
-				p.releaseLocked(j)
+				published = p.releaseLocked(j) || published
 			}
 			p.mu.Unlock()
+			if published {
+				p.kick()
+			}
 			return err
 		}
 		idxs[i] = idx
@@ -337,8 +466,8 @@ func (p *Poller) acquire(ctx context.Context) (uint32, error) {
 }
 
 // fireCallback is the wake function of a Submit request. The poller does not
-// call it through the queue: dispatch copies done out and frees the slot first,
-// so a callback that resubmits always finds the slot it just gave back.
+// call it through the queue: dispatch copies done out and frees the slot
+// before any callback runs.
 func fireCallback(e *waitqueue.Entry, key uint64) int {
 	s := e.Private.(*Slot)
 	res, flags := unpackKey(key)
@@ -558,16 +687,31 @@ func (p *Poller) waitSlot(ctx context.Context) (uint32, error) {
 
 func (p *Poller) release(idx uint32) {
 	p.mu.Lock()
-	p.releaseLocked(idx)
+	published := p.releaseLocked(idx)
 	p.mu.Unlock()
+	if published {
+		p.kick()
+	}
 }
 
-// releaseLocked frees a slot, handing it straight to the first backlogged
-// submitter if there is one (one freed slot, exactly one wake-up).
-func (p *Poller) releaseLocked(idx uint32) {
+// releaseLocked frees a slot: first to the callbacks' deferred submissions
+// (which it then publishes, reporting true), else to the first backlogged
+// submitter, else to the free list.
+func (p *Poller) releaseLocked(idx uint32) bool {
 	s := &p.slots[idx]
 	s.keep, s.done = nil, nil
 	s.tag.Store(uint64(s.gen) << 2) // slotFree
+	if len(p.deferred) > 0 && !p.closing {
+		p.reserve = append(p.reserve, idx)
+		return p.publishDeferredLocked()
+	}
+	p.handOnLocked(idx)
+	return false
+}
+
+// handOnLocked gives a free slot to the first backlogged submitter (one freed
+// slot, exactly one wake-up), or to the free list.
+func (p *Poller) handOnLocked(idx uint32) {
 	if p.backlog.Active() && p.backlog.WakeUp(uint64(idx)) > 0 {
 		return
 	}
@@ -592,7 +736,12 @@ func (p *Poller) kick() {
 		// The poller sleeps until a completion; submit directly rather than
 		// wake it for the submission. A failure (EBUSY: the CQ is backed up,
 		// so the poller is about to wake) is left to the poller's next round.
-		p.ring.Submit()
+		// The read lock keeps Close from unmapping the ring under this call.
+		p.unmapMu.RLock()
+		if !p.unmapped {
+			p.ring.Submit()
+		}
+		p.unmapMu.RUnlock()
 	}
 }
 
@@ -600,6 +749,7 @@ func (p *Poller) kick() {
 // its entries, and sleep only when there is nothing to do.
 func (p *Poller) loop() {
 	defer close(p.stopped)
+	p.pollerGoid.Store(curGoid())
 	spins := 0
 	yielded := false
 	for {
@@ -637,6 +787,7 @@ func (p *Poller) loop() {
 		}
 		if p.pending.Load() == 0 {
 			if p.closed.Load() {
+				p.cancelDeferred()
 				return
 			}
 			p.park()
@@ -744,9 +895,13 @@ func (p *Poller) dispatch(cqes []ring.CQE) {
 	}
 	// pending drops only after the batch's slots are consistent again, so
 	// Close never sees zero while a callback still has to run.
-	for i := range fired {
-		p.call(fired[i].done, fired[i].res, fired[i].flags)
-		fired[i].done = nil
+	if len(fired) > 0 {
+		p.inCallbacks.Store(true)
+		for i := range fired {
+			p.call(fired[i].done, fired[i].res, fired[i].flags)
+			fired[i].done = nil
+		}
+		p.inCallbacks.Store(false)
 	}
 	p.pending.Add(-done)
 	p.fired = fired[:0]
@@ -754,6 +909,22 @@ func (p *Poller) dispatch(cqes []ring.CQE) {
 	if stale > 0 {
 		p.stats.stale.Add(stale)
 	}
+}
+
+// cancelDeferred completes the callbacks' submissions that never got a slot
+// before Close, with -ECANCELED, so each callback still fires exactly once.
+func (p *Poller) cancelDeferred() {
+	p.mu.Lock()
+	deferred := p.deferred
+	p.deferred = nil
+	p.mu.Unlock()
+	p.inCallbacks.Store(true)
+	for _, d := range deferred {
+		for _, done := range d.dones {
+			p.call(done, -int32(syscall.ECANCELED), 0)
+		}
+	}
+	p.inCallbacks.Store(false)
 }
 
 // call runs one callback, containing its panic so one bad callback cannot
@@ -798,6 +969,9 @@ func (p *Poller) Close() error {
 		}
 	}
 	<-p.stopped
+	p.unmapMu.Lock()
+	p.unmapped = true
 	p.closeErr = p.ring.Close()
+	p.unmapMu.Unlock()
 	return p.closeErr
 }

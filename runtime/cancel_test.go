@@ -361,3 +361,239 @@ func TestCanceledBacklogWaiterPassesSlotOn(t *testing.T) {
 	}
 	drain(f.wg)
 }
+
+// TestCancelRaceLosesNoBytes: reads with very short deadlines race a slow
+// writer. A read that reports its ctx's error must not have consumed
+// anything, and one that returns data returns all it consumed: every byte
+// written is read exactly once, in order.
+func TestCancelRaceLosesNoBytes(t *testing.T) {
+	const total = 600
+	r := newRing(t, ringwake.Config{Entries: 8})
+	pr, pw := rawPipe(t)
+	writerDone := make(chan error, 1)
+	go func() {
+		for i := range total {
+			if _, err := unix.Write(pw, []byte{byte(i % 251)}); err != nil {
+				writerDone <- err
+				return
+			}
+			if i%3 == 0 {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+		writerDone <- nil
+	}()
+	var got []byte
+	var canceled, untouchedChecks int
+	buf := make([]byte, 16)
+	for i := 0; len(got) < total; i++ {
+		for j := range buf {
+			buf[j] = 0xEE
+		}
+		var ctx context.Context
+		var cancel context.CancelFunc
+		if i%50 == 49 || i > 100000 {
+			// Now and then (and in the end) wait for data, so the test always finishes.
+			ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+		} else {
+			ctx, cancel = context.WithTimeout(context.Background(), time.Duration(1+i%40)*5*time.Microsecond)
+		}
+		n, err := r.ReadAt(ctx, pr, buf, 0)
+		cancel()
+		switch {
+		case err == nil:
+			if n <= 0 {
+				t.Fatalf("read %d: %d bytes and no error", i, n)
+			}
+			got = append(got, buf[:n]...)
+		case errors.Is(err, context.DeadlineExceeded):
+			canceled++
+			if n != 0 {
+				t.Fatalf("read %d: %d bytes with %v", i, n, err)
+			}
+			for j, b := range buf {
+				if b != 0xEE {
+					t.Fatalf("read %d failed with %v but wrote byte %d of its buffer: the data is lost", i, err, j)
+				}
+			}
+			untouchedChecks++
+		default:
+			t.Fatalf("read %d: %v", i, err)
+		}
+	}
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d reads canceled by their deadline", canceled)
+	if len(got) != total {
+		t.Fatalf("read %d bytes, %d written", len(got), total)
+	}
+	for i, b := range got {
+		if b != byte(i%251) {
+			t.Fatalf("byte %d is %d, want %d: a canceled read consumed data", i, b, i%251)
+		}
+	}
+	if canceled == 0 {
+		t.Log("no read was canceled this run; the race was not exercised")
+	}
+}
+
+// TestCloseRacesSubmitters: Close while goroutines keep submitting. Every
+// Submit either fails with ErrClosed or gets exactly one callback, and every
+// blocking call returns.
+func TestCloseRacesSubmitters(t *testing.T) {
+	const submitters, maxPer = 8, 5000
+	uringtest.Require(t)
+	r, err := ringwake.New(ringwake.Config{Entries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	pr, _ := rawPipe(t)
+	var accepted, fired atomic.Int64
+	counts := make([][]atomic.Int32, submitters)
+	var wg sync.WaitGroup
+	for g := range submitters {
+		counts[g] = make([]atomic.Int32, maxPer)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range maxPer {
+				var err error
+				switch {
+				case i%2 == 0:
+					var s sqe.SQE
+					s.PrepNop()
+					err = r.Submit(&s, func(int32, uint32) { counts[g][i].Add(1); fired.Add(1) })
+					if err == nil {
+						accepted.Add(1)
+					}
+				case i%50 == 1:
+					// Reads of an empty pipe pile up until Close cancels them.
+					var s sqe.SQE
+					s.PrepRead(int32(pr), make([]byte, 1), 0)
+					err = r.Submit(&s, func(int32, uint32) { counts[g][i].Add(1); fired.Add(1) })
+					if err == nil {
+						accepted.Add(1)
+					}
+				default:
+					err = r.Nop(context.Background())
+				}
+				if err != nil {
+					if !errors.Is(err, ringwake.ErrClosed) {
+						t.Errorf("submitter %d call %d: %v, want ErrClosed", g, i, err)
+					}
+					return
+				}
+			}
+		}()
+	}
+	waitFor(t, "some traffic", func() bool { return r.Stats().Completed > 200 })
+	within(t, "Close racing submitters", func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	within(t, "submitters after Close", wg.Wait)
+	if a, f := accepted.Load(), fired.Load(); a != f {
+		t.Errorf("%d Submits accepted, %d callbacks fired", a, f)
+	}
+	for g := range counts {
+		for i := range counts[g] {
+			if c := counts[g][i].Load(); c > 1 {
+				t.Fatalf("submitter %d request %d: %d callbacks", g, i, c)
+			}
+		}
+	}
+}
+
+// TestCapacityInFlight: at least Config.Entries requests can be in flight at
+// once without anyone sleeping, and the next one sleeps.
+func TestCapacityInFlight(t *testing.T) {
+	r := newRing(t, ringwake.Config{Entries: 100})
+	capacity := r.Capacity()
+	if capacity < 100 {
+		t.Fatalf("Capacity = %d for Entries 100", capacity)
+	}
+	pr, pw := rawPipe(t)
+	var wg sync.WaitGroup
+	for range capacity {
+		wg.Add(1)
+		var s sqe.SQE
+		s.PrepRead(int32(pr), make([]byte, 1), 0)
+		if err := r.Submit(&s, func(res int32, _ uint32) {
+			if res != 1 {
+				t.Errorf("read res %d", res)
+			}
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := r.Stats().Backlogged; b != 0 {
+		t.Fatalf("%d submitters slept with only %d requests in flight", b, capacity)
+	}
+	nop := make(chan error, 1)
+	go func() { nop <- r.Nop(context.Background()) }()
+	waitFor(t, "the Nop beyond capacity to sleep", func() bool { return r.Stats().Backlogged == 1 })
+	if _, err := unix.Write(pw, make([]byte, capacity)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "reads and the Nop", func() {
+		wg.Wait()
+		if err := <-nop; err != nil {
+			t.Errorf("Nop: %v", err)
+		}
+	})
+	if o := r.Stats().Overflows; o != 0 {
+		t.Errorf("CQ overflowed %d times with capacity completions at once", o)
+	}
+}
+
+// TestSubmitKickRacesClose: a Submit whose publication finds the poller
+// asleep in the kernel submits to the ring itself after releasing the lock.
+// Nothing orders that io_uring_enter before Close's unmap: under -race this
+// shows as a data race on the ring's fields; without it, a submitter
+// descheduled at that point dereferences an unmapped ring. Only the race
+// detector can see it deterministically: CI runs this with -race.
+func TestSubmitKickRacesClose(t *testing.T) {
+	for i := range 5 {
+		uringtest.Require(t)
+		r, err := ringwake.New(ringwake.Config{Entries: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, _ := rawPipe(t)
+		var y sqe.SQE
+		y.PrepRead(int32(pr), make([]byte, 1), 0)
+		if err := r.Submit(&y, func(int32, uint32) {}); err != nil {
+			r.Close()
+			t.Fatal(err)
+		}
+		w0 := r.Stats().Waits
+		waitFor(t, "the poller to wait in the kernel", func() bool { return r.Stats().Waits > w0 })
+		fired := make(chan int32, 1)
+		release := make(chan struct{})
+		submitted := make(chan error, 1)
+		go func() {
+			var s sqe.SQE
+			s.PrepNop()
+			submitted <- r.Submit(&s, func(res int32, _ uint32) { fired <- res })
+			// Park without synchronising with anyone, as a submitter that is
+			// descheduled right after its Submit would be.
+			<-release
+		}()
+		// The callback orders the poller before this goroutine, never the
+		// submitter's enter: Close must wait for that enter on its own.
+		if res := <-fired; res != 0 {
+			t.Errorf("round %d: NOP res %d", i, res)
+		}
+		if err := r.Close(); err != nil {
+			t.Errorf("round %d: Close: %v", i, err)
+		}
+		close(release)
+		if err := <-submitted; err != nil {
+			t.Errorf("round %d: Submit: %v", i, err)
+		}
+	}
+}

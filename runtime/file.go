@@ -11,6 +11,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ringwake/ringwake/sqe"
 	"github.com/ringwake/ringwake/waitqueue"
 )
@@ -33,7 +35,8 @@ type File struct {
 	refs    atomic.Int64
 	drained chan struct{}
 
-	rmu, wmu sync.Mutex // Read and Write use the kernel's file position: one at a time each
+	rmu, wmu   sync.Mutex // Read and Write use the kernel's file position: one at a time each
+	appendMode bool       // O_APPEND: the kernel ignores WriteAt's offset, so WriteAt is refused
 
 	gs groupSync
 }
@@ -56,19 +59,33 @@ func (r *Ring) Open(name string, flag int, perm os.FileMode) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.newFile(fd, name), nil
+	return r.newFile(fd, name, flag&os.O_APPEND != 0), nil
 }
 
 // NewFile wraps an open descriptor, which the File then owns (Close closes it).
 func (r *Ring) NewFile(fd uintptr, name string) *File {
-	return r.newFile(int(fd), name)
+	fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+	return r.newFile(int(fd), name, err == nil && fl&unix.O_APPEND != 0)
 }
 
-func (r *Ring) newFile(fd int, name string) *File {
-	f := &File{r: r, os: os.NewFile(uintptr(fd), name), fd: fd, name: name, drained: make(chan struct{})}
+func (r *Ring) newFile(fd int, name string, appendMode bool) *File {
+	f := &File{r: r, os: os.NewFile(uintptr(fd), name), fd: fd, name: name, drained: make(chan struct{}), appendMode: appendMode}
 	f.gs.init(f)
 	return f
 }
+
+// errFileClosed is what calls on a closed File, and calls a Close cut short,
+// return: errors.Is matches os.ErrClosed, as with os.File, and ErrClosed.
+var errFileClosed error = fileClosedError{}
+
+type fileClosedError struct{}
+
+func (fileClosedError) Error() string { return "ringwake: file already closed" }
+func (fileClosedError) Is(target error) bool {
+	return target == os.ErrClosed || target == ErrClosed
+}
+
+func (f *File) closing() bool { return f.refs.Load()&fileClosing != 0 }
 
 func syscallMode(m os.FileMode) uint32 {
 	o := uint32(m.Perm())
@@ -91,7 +108,7 @@ func (f *File) incref(op string) error {
 	for {
 		old := f.refs.Load()
 		if old&fileClosing != 0 {
-			return &os.PathError{Op: op, Path: f.name, Err: ErrClosed}
+			return &os.PathError{Op: op, Path: f.name, Err: errFileClosed}
 		}
 		if f.refs.CompareAndSwap(old, old+1) {
 			return nil
@@ -108,8 +125,14 @@ func (f *File) decref() {
 // Name returns the name the file was opened with.
 func (f *File) Name() string { return f.name }
 
-// Fd returns the descriptor. It is valid until Close.
-func (f *File) Fd() uintptr { return uintptr(f.fd) }
+// Fd returns the descriptor, valid until Close; after Close it returns
+// ^uintptr(0), as os.File does, not a number the next open may reuse.
+func (f *File) Fd() uintptr {
+	if f.closing() {
+		return ^uintptr(0)
+	}
+	return uintptr(f.fd)
+}
 
 // Stat returns the file's FileInfo.
 func (f *File) Stat() (os.FileInfo, error) {
@@ -124,6 +147,9 @@ func (f *File) pathErr(op string, err error) error {
 	var oe *OpError
 	if errors.As(err, &oe) {
 		err = oe.Err
+	}
+	if errors.Is(err, syscall.ECANCELED) && f.closing() {
+		err = errFileClosed // Close canceled the request
 	}
 	return &os.PathError{Op: op, Path: f.name, Err: err}
 }
@@ -144,6 +170,10 @@ func (f *File) pwrite(ctx context.Context, p []byte, off uint64) (int, error) {
 }
 
 const filePosition = ^uint64(0)
+
+// errWriteAtInAppendMode is os.File's answer too: with O_APPEND the kernel
+// would ignore the offset and append, misplacing the data silently.
+var errWriteAtInAppendMode = errors.New("os: invalid use of WriteAt on file opened with O_APPEND")
 
 // Read reads up to len(p) bytes at the file position, as os.File.Read.
 func (f *File) Read(p []byte) (int, error) {
@@ -232,6 +262,9 @@ func (f *File) WriteAtContext(ctx context.Context, p []byte, off int64) (int, er
 	defer f.decref()
 	if off < 0 {
 		return 0, &os.PathError{Op: "writeat", Path: f.name, Err: errors.New("negative offset")}
+	}
+	if f.appendMode {
+		return 0, &os.PathError{Op: "writeat", Path: f.name, Err: errWriteAtInAppendMode}
 	}
 	n := 0
 	for n < len(p) {

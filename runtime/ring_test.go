@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringwake/ringwake/internal/uringtest"
 	ringwake "github.com/ringwake/ringwake/runtime"
 )
 
@@ -451,4 +452,65 @@ func TestNilFile(t *testing.T) {
 	if err := f.Close(); err == nil {
 		t.Errorf("Close on a nil *File succeeded")
 	}
+}
+
+// TestUnmappedBuffer: a buffer whose pages are gone comes back as EFAULT
+// from the kernel, not as a crash.
+func TestUnmappedBuffer(t *testing.T) {
+	r := newRing(t, ringwake.Config{Entries: 8})
+	ctx := context.Background()
+	fd := openRead(t, dataFile(t, pattern(15, 8192)))
+	m, err := unix.Mmap(-1, 0, 8192, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := m[:8192:8192]
+	if err := unix.Munmap(m); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.ReadAt(ctx, fd, gone, 0); n != 0 || !errors.Is(err, syscall.EFAULT) {
+		t.Errorf("ReadAt into unmapped memory = %d, %v; want 0, EFAULT", n, err)
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "efault"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n, err := r.WriteAt(ctx, int(f.Fd()), gone, 0); n != 0 || !errors.Is(err, syscall.EFAULT) {
+		t.Errorf("WriteAt from unmapped memory = %d, %v; want 0, EFAULT", n, err)
+	}
+	if err := r.Nop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewBadConfig(t *testing.T) {
+	for _, cfg := range []ringwake.Config{
+		{Entries: 64, CQEntries: 16},
+		{SQPoll: true, SQThreadIdle: -1},
+	} {
+		r, err := newRingErr(t, cfg)
+		if err == nil {
+			r.Close()
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+	r, err := newRingErr(t, ringwake.Config{Entries: 1 << 20})
+	if err != nil {
+		t.Logf("New with 1M entries: %v", err)
+		return
+	}
+	defer r.Close()
+	if c := r.Capacity(); c < 4096 || c > 1<<20 {
+		t.Errorf("Capacity for Entries 1<<20 = %d", c)
+	}
+	if err := r.Nop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newRingErr(t *testing.T, cfg ringwake.Config) (*ringwake.Ring, error) {
+	t.Helper()
+	uringtest.Require(t)
+	return ringwake.New(cfg)
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -286,6 +287,65 @@ func TestGroupCommit(t *testing.T) {
 			if crc(got) != crc(pattern(uint32(round*writers+w), block)) {
 				t.Errorf("writer %d round %d: acknowledged write lost or corrupted", w, round)
 			}
+		}
+	}
+}
+
+// TestGroupCommitSmallRing: group commit on a ring far smaller than the
+// number of writers, so Syncs and writes queue for slots while the fsync
+// completion starts the next fsync from the poller.
+func TestGroupCommitSmallRing(t *testing.T) {
+	const writers, rounds, block = 16, 10, 4096
+	r := newRing(t, ringwake.Config{Entries: 2})
+	name := filepath.Join(t.TempDir(), "journal")
+	f, err := r.Open(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var acked atomic.Int32
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range rounds {
+				off := int64(round*writers+w) * block
+				if _, err := f.WriteAt(pattern(uint32(round*writers+w), block), off); err != nil {
+					return
+				}
+				if err := f.Sync(); err != nil {
+					return
+				}
+				acked.Add(1)
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Second):
+		syncs, fsyncs := f.SyncStats()
+		t.Errorf("ring hung: %d of %d Syncs acknowledged (Syncs %d, fsyncs %d, Backlogged %d): the fsync completion sleeps for a slot on the poller",
+			acked.Load(), writers*rounds, syncs, fsyncs, r.Stats().Backlogged)
+		r.Close()
+		<-finished
+		return
+	}
+	if n := acked.Load(); n != writers*rounds {
+		t.Fatalf("%d of %d Syncs acknowledged", n, writers*rounds)
+	}
+	got, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range writers * rounds {
+		if crc(got[i*block:(i+1)*block]) != crc(pattern(uint32(i), block)) {
+			t.Fatalf("block %d: acknowledged write lost", i)
 		}
 	}
 }
