@@ -46,6 +46,7 @@ type Config struct {
 	SQPoll       bool          // a kernel thread polls the SQ (costs a core while busy)
 	SQThreadIdle time.Duration // SQPOLL idle time before the kernel thread sleeps
 	CoopTaskrun  bool          // IORING_SETUP_COOP_TASKRUN|TASKRUN_FLAG: fewer IPIs, completions run at the next enter
+	Soft         bool          // run on ring.NewSoft, the portable engine, instead of the kernel's io_uring
 
 	// OnCallbackPanic receives the value of a panic raised by a Submit
 	// callback; the poller has recovered and goes on. Nil re-panics the value
@@ -170,7 +171,15 @@ func New(cfg Config) (*Poller, error) {
 	if rp.CQEntries == 0 {
 		rp.CQEntries = 2 * cfg.Entries
 	}
-	r, err := ring.New(rp)
+	newRing := ring.New
+	if cfg.Soft {
+		newRing = ring.NewSoft
+		rp.SQPoll, rp.SQThreadIdle, rp.CoopTaskrun, rp.TaskrunFlag = false, 0, false, false
+		p0 := cfg
+		p0.SQPoll = false
+		cfg = p0
+	}
+	r, err := newRing(rp)
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +208,9 @@ func New(cfg Config) (*Poller, error) {
 	go p.loop()
 	return p, nil
 }
+
+// Soft reports whether the poller runs on the portable engine.
+func (p *Poller) Soft() bool { return p.cfg.Soft }
 
 // Ring exposes the underlying ring for registration calls (files, buffers, probe).
 func (p *Poller) Ring() *ring.Ring { return p.ring }

@@ -54,7 +54,21 @@ type Config struct {
 	// callback, which the poller recovers from. Nil re-panics it on a new
 	// goroutine, crashing the program as an unrecovered panic would.
 	OnCallbackPanic func(v any)
+	// Fallback makes New return a Ring on the portable engine (a bounded pool
+	// of goroutines making the plain syscalls, behind the same ring
+	// interface and with the same guarantees) where the kernel refuses
+	// io_uring, instead of an error wrapping ErrUnsupported. Backend says
+	// which engine runs. SQPoll and CoopTaskrun do not apply to it.
+	// The environment variable RINGWAKE_BACKEND=fallback forces the portable
+	// engine for every ring, to run a program or test suite on it.
+	Fallback bool
 }
+
+// Backend names of the engines behind a Ring.
+const (
+	BackendIOUring  = "io_uring"
+	BackendFallback = "fallback"
+)
 
 // Ring is an io_uring instance with its poller goroutine. It is safe for
 // concurrent use by any number of goroutines.
@@ -70,21 +84,41 @@ type Stats = poller.Stats
 // io_uring (ENOSYS, EPERM from a seccomp profile or io_uring_disabled),
 // the error wraps both ErrUnsupported and the kernel's errno.
 func New(cfg Config) (*Ring, error) {
-	p, err := poller.New(poller.Config{
+	pc := poller.Config{
 		Entries:         cfg.Entries,
 		CQEntries:       cfg.CQEntries,
 		SQPoll:          cfg.SQPoll,
 		SQThreadIdle:    cfg.SQThreadIdle,
 		CoopTaskrun:     cfg.CoopTaskrun,
 		OnCallbackPanic: cfg.OnCallbackPanic,
-	})
-	if err != nil {
-		if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
+		Soft:            os.Getenv("RINGWAKE_BACKEND") == BackendFallback,
+	}
+	p, err := poller.New(pc)
+	if err != nil && refused(err) {
+		if !cfg.Fallback {
+			return nil, fmt.Errorf("%w (io_uring_setup refused: %v; Config.Fallback runs on the portable engine instead): %w", ErrUnsupported, err, err)
 		}
+		pc.Soft = true
+		p, err = poller.New(pc)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &Ring{p: p}, nil
+}
+
+// refused tells io_uring being unavailable (no syscall, a seccomp profile,
+// the io_uring_disabled sysctl) from a setup that merely failed.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES)
+}
+
+// Backend says which engine runs the ring: BackendIOUring or BackendFallback.
+func (r *Ring) Backend() string {
+	if r.p.Soft() {
+		return BackendFallback
+	}
+	return BackendIOUring
 }
 
 // Close cancels what is in flight, waits until the kernel has let go of
