@@ -1,0 +1,216 @@
+// Command mdtable turns repeated `uringbench -json` runs of one workload into
+// a markdown table of per-engine medians, for docs/benchmarks.md, and checks
+// the targets it is given. bench/run.sh drives it.
+//
+//	mdtable -title "randread 4k O_DIRECT qd 32" \
+//	  -target "ring/block iops >= 0.95 fio/io_uring" run1.json run2.json run3.json
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// row mirrors the fields of uringbench's JSON this table uses.
+type row struct {
+	Engine   string  `json:"engine"`
+	Mode     string  `json:"mode"`
+	Workload string  `json:"workload"`
+	Ops      int64   `json:"ops"`
+	IOPS     float64 `json:"iops"`
+	MiBPerS  float64 `json:"mib_per_s"`
+	Lat      *struct {
+		P50  float64 `json:"p50"`
+		P99  float64 `json:"p99"`
+		P999 float64 `json:"p999"`
+		Max  float64 `json:"max"`
+	} `json:"lat_ns"`
+	CPUPerMop float64 `json:"cpu_s_per_mop"`
+}
+
+// series is one engine's values across runs.
+type series struct {
+	key                                  string
+	iops, mib, p50, p99, p999, max, cpus []float64
+	lat                                  bool
+}
+
+type targets []string
+
+func (t *targets) String() string     { return strings.Join(*t, "; ") }
+func (t *targets) Set(s string) error { *t = append(*t, s); return nil }
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mdtable", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	title := fs.String("title", "", "heading printed above the table")
+	var tg targets
+	fs.Var(&tg, "target", `a check such as "ring/block iops >= 0.95 fio/io_uring" or "ring/callback cpu <= 1.5 fio/io_uring" (repeatable)`)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "mdtable: give the JSON files of the runs")
+		return 2
+	}
+	ss, err := load(fs.Args())
+	if err != nil {
+		fmt.Fprintf(stderr, "mdtable: %v\n", err)
+		return 1
+	}
+	if *title != "" {
+		fmt.Fprintf(stdout, "#### %s\n\n", *title)
+	}
+	writeTable(stdout, ss, len(fs.Args()))
+	// A missed target is reported, not fatal: the page shows what was measured.
+	for _, t := range tg {
+		line, err := check(ss, t)
+		if err != nil {
+			fmt.Fprintf(stderr, "mdtable: %v\n", err)
+			return 2
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	if len(tg) > 0 {
+		fmt.Fprintln(stdout)
+	}
+	return 0
+}
+
+// load reads every run and groups the rows by engine/mode, in the order of
+// the first run.
+func load(paths []string) ([]*series, error) {
+	var ss []*series
+	byKey := map[string]*series{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		var rows []row
+		if err := json.Unmarshal(b, &rows); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		for _, r := range rows {
+			k := r.Engine + "/" + r.Mode
+			s := byKey[k]
+			if s == nil {
+				s = &series{key: k}
+				byKey[k] = s
+				ss = append(ss, s)
+			}
+			s.iops = append(s.iops, r.IOPS)
+			s.mib = append(s.mib, r.MiBPerS)
+			s.cpus = append(s.cpus, r.CPUPerMop)
+			if r.Lat != nil {
+				s.lat = true
+				s.p50 = append(s.p50, r.Lat.P50)
+				s.p99 = append(s.p99, r.Lat.P99)
+				s.p999 = append(s.p999, r.Lat.P999)
+				s.max = append(s.max, r.Lat.Max)
+			}
+		}
+	}
+	if len(ss) == 0 {
+		return nil, errors.New("no rows in the runs")
+	}
+	return ss, nil
+}
+
+// median of xs; the mean of the middle two for an even count.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func writeTable(w io.Writer, ss []*series, runs int) {
+	fmt.Fprintf(w, "| engine/mode | IOPS (median of %d) | IOPS min–max | MiB/s | p50 | p99 | p99.9 | max | CPU s/Mop | vs first |\n", runs)
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	base := median(ss[0].iops)
+	for _, s := range ss {
+		lat := "- | - | - | -"
+		if s.lat {
+			lat = strings.Join([]string{ns(median(s.p50)), ns(median(s.p99)), ns(median(s.p999)), ns(median(s.max))}, " | ")
+		}
+		mib := "-"
+		if m := median(s.mib); m > 0 {
+			mib = fmt.Sprintf("%.1f", m)
+		}
+		ratio := "-"
+		if base > 0 {
+			ratio = fmt.Sprintf("%.2fx", median(s.iops)/base)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f–%.0f | %s | %s | %.3f | %s |\n", s.key, median(s.iops),
+			slices.Min(s.iops), slices.Max(s.iops), mib, lat, median(s.cpus), ratio)
+	}
+	fmt.Fprintln(w)
+}
+
+func ns(v float64) string {
+	switch {
+	case v >= 1e9:
+		return fmt.Sprintf("%.2fs", v/1e9)
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fms", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fµs", v/1e3)
+	}
+	return fmt.Sprintf("%.0fns", v)
+}
+
+// check evaluates "A metric op factor B": metric is iops or cpu, op >= or <=;
+// the ratio of A's median to B's is compared with factor.
+func check(ss []*series, t string) (string, error) {
+	f := strings.Fields(t)
+	if len(f) != 5 || (f[1] != "iops" && f[1] != "cpu") || (f[2] != ">=" && f[2] != "<=") {
+		return "", fmt.Errorf("target %q: want \"ENGINE/MODE iops|cpu >=|<= FACTOR ENGINE/MODE\"", t)
+	}
+	factor, err := strconv.ParseFloat(f[3], 64)
+	if err != nil {
+		return "", fmt.Errorf("target %q: %v", t, err)
+	}
+	get := func(key string) (float64, bool) {
+		for _, s := range ss {
+			if s.key == key {
+				if f[1] == "iops" {
+					return median(s.iops), true
+				}
+				return median(s.cpus), true
+			}
+		}
+		return 0, false
+	}
+	a, okA := get(f[0])
+	b, okB := get(f[4])
+	metric := map[string]string{"iops": "IOPS", "cpu": "CPU per op"}[f[1]]
+	if !okA || !okB || b == 0 {
+		return fmt.Sprintf("- %s %s / %s %s: not measured (target %s %s)", f[0], metric, f[4], metric, f[2], f[3]), nil
+	}
+	r := a / b
+	met := r >= factor
+	if f[2] == "<=" {
+		met = r <= factor
+	}
+	verdict := "met"
+	if !met {
+		verdict = "NOT met"
+	}
+	return fmt.Sprintf("- %s %s / %s %s = %.2f (target %s %s): %s", f[0], metric, f[4], metric, r, f[2], f[3], verdict), nil
+}

@@ -1,0 +1,107 @@
+#!/bin/sh
+# Regenerates the benchmark tables of docs/benchmarks.md: describes the
+# machine, runs every workload RUNS times with `uringbench -json` (each run
+# has all engines one after another on the same file), and prints markdown
+# tables of the per-engine medians with the targets of issue 5 checked.
+#
+#   bench/run.sh > /tmp/tables.md
+#
+# Environment: TIME (per engine, default 5s), RUNS (default 3), BENCH_DIR
+# (where the scratch file goes, default: the repository root, i.e. the file
+# system under test), SCENARIOS (default: all of them, see below).
+set -eu
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+TIME=${TIME:-5s}
+RUNS=${RUNS:-3}
+BENCH_DIR=${BENCH_DIR:-$repo}
+SCENARIOS=${SCENARIOS:-"randread-direct randread-warm nop randwrite read write randrw fsync"}
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+need=""
+command -v fio >/dev/null 2>&1 || need="$need fio"
+command -v gcc >/dev/null 2>&1 || need="$need gcc"
+if ! echo '#include <liburing.h>' | gcc -E - >/dev/null 2>&1; then need="$need liburing-dev"; fi
+if [ -n "$need" ]; then
+	echo "installing:$need" >&2
+	$sudo apt-get update >&2
+	$sudo apt-get install -y $need >&2
+fi
+
+tmp=$(mktemp -d)
+file="$BENCH_DIR/uringbench-run-$$.dat"
+trap 'rm -rf "$tmp"; rm -f "$file"' EXIT INT TERM
+go build -o "$tmp/uringbench" ./cmd/uringbench
+go build -o "$tmp/mdtable" ./bench/mdtable
+
+# measure NAME ARGS...: RUNS runs of uringbench into $tmp/NAME.N.json. The
+# scratch file is created and filled by the first run and kept for the rest.
+measure() {
+	name=$1
+	shift
+	i=1
+	while [ "$i" -le "$RUNS" ]; do
+		echo "running $name $i/$RUNS: uringbench -time $TIME $*" >&2
+		# -force: the script made up this file's name and only uringbench wrote it,
+		# but a file system without user xattrs would hide that from the next run.
+		"$tmp/uringbench" -json -time "$TIME" -file "$file" -keep -force "$@" >"$tmp/$name.$i.json"
+		i=$((i + 1))
+	done
+}
+
+# table NAME TITLE [mdtable flags]: the medians of NAME's runs.
+table() {
+	name=$1 title=$2
+	shift 2
+	"$tmp/mdtable" -title "$title" "$@" "$tmp/$name".*.json
+}
+
+echo "### Machine"
+echo
+echo "- CPU: $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown)"
+echo "- Memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+echo "- Kernel: $(uname -sr)"
+echo "- File system of the scratch file: $(df -T "$BENCH_DIR" | awk 'NR == 2 {print $2 " on " $1}')"
+echo "- Load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- $(go version | cut -d' ' -f3-), $(fio --version), liburing-dev $(dpkg-query -W -f='${Version}' liburing-dev 2>/dev/null || echo unknown), $(gcc --version | head -1)"
+echo "- Each table: median of $RUNS runs of \`uringbench -time $TIME\`, every engine in every run, same file (256 MiB)."
+echo
+
+for s in $SCENARIOS; do
+	case $s in
+	randread-direct)
+		measure "$s" -workload randread -bs 4k -qd 32 -direct
+		table "$s" "randread 4k O_DIRECT qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct\`)" \
+			-target "ring/block iops >= 0.95 fio/io_uring" -target "ring/callback iops >= 0.95 fio/io_uring" \
+			-target "ring/block iops >= 2.5 gofile/block" -target "ring/callback iops >= 2.5 gofile/block" \
+			-target "ring/block cpu <= 1.5 fio/io_uring" -target "ring/callback cpu <= 1.5 fio/io_uring"
+		;;
+	randread-warm)
+		measure "$s" -workload randread -bs 4k -qd 32 -direct=false -cache warm
+		table "$s" "randread 4k buffered, file in page cache, qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct=false -cache warm\`)" \
+			-target "ring/block iops >= 0.8 gofile/block" -target "ring/callback iops >= 0.8 gofile/block"
+		;;
+	nop)
+		measure "$s" -workload nop -qd 32
+		table "$s" "nop qd 32 (\`uringbench -workload nop -qd 32\`)" \
+			-target "ring/callback iops >= 0.5 cref/batch"
+		echo "C reference alone (\`bench/reference/run.sh\`):"
+		echo
+		echo '```'
+		secs=$(echo "$TIME" | sed -n 's/^\([0-9.]*\)s$/\1/p')
+		bench/reference/run.sh "${secs:-5}" 32 2>&1 | tail -1
+		echo '```'
+		echo
+		;;
+	randwrite | read | write | randrw | fsync)
+		measure "$s" -workload "$s" -bs 4k -qd 32 -direct
+		table "$s" "$s 4k O_DIRECT qd 32 (\`uringbench -workload $s -bs 4k -qd 32 -direct\`)"
+		;;
+	*)
+		echo "bench/run.sh: unknown scenario $s" >&2
+		exit 2
+		;;
+	esac
+done

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// opFunc performs one op with a blocking call and reports any failure,
+// short transfers included.
+type opFunc func(k opKind, buf []byte, off int64) error
+
+// measured is what a driver hands back to its engine.
+type measured struct {
+	ops     int64
+	hist    *hdrhistogram.Histogram
+	written []int64
+	elapsed time.Duration
+	cpu     time.Duration
+	allocs  uint64 // heap allocations of the whole process during the run
+}
+
+type worker struct {
+	rng  rng
+	rbuf []byte
+	wbuf []byte
+	hist *hdrhistogram.Histogram
+	ops  int64
+	smp  samples
+	err  error
+}
+
+// needsWriteBuf reports whether workers need a buffer that keeps the write
+// pattern; reads into it would clobber the pattern, hence two buffers.
+func (p *plan) needsWriteBuf() bool {
+	switch p.workload {
+	case "randwrite", "write", "randrw", "fsync":
+		return true
+	}
+	return false
+}
+
+func (p *plan) needsReadBuf() bool {
+	switch p.workload {
+	case "randread", "read", "randrw":
+		return true
+	}
+	return false
+}
+
+// bufferPool carves every in-flight slot's buffers from one aligned
+// allocation per run.
+type bufferPool struct {
+	mem []byte
+	bs  int
+}
+
+func newBufferPool(p *plan) *bufferPool {
+	bp := &bufferPool{bs: int(p.bs)}
+	if p.workload != "nop" {
+		bp.mem = alignedBuffer(2 * p.qd * int(p.bs))
+	}
+	return bp
+}
+
+// slot returns the read and write buffers of in-flight slot i.
+func (bp *bufferPool) slot(p *plan, i int) (rbuf, wbuf []byte) {
+	if bp.mem == nil {
+		return nil, nil
+	}
+	base := 2 * i * bp.bs
+	if p.needsReadBuf() {
+		rbuf = bp.mem[base : base+bp.bs : base+bp.bs]
+	}
+	if p.needsWriteBuf() {
+		wbuf = bp.mem[base+bp.bs : base+2*bp.bs : base+2*bp.bs]
+		copy(wbuf, p.pattern)
+	}
+	return rbuf, wbuf
+}
+
+// runBlocking drives the plan with qd goroutines each issuing one blocking
+// op at a time: how most Go code does I/O. Each goroutine keeps its own
+// histogram so that recording takes no lock; they are merged at the end.
+func (p *plan) runBlocking(ctx context.Context, e *env, label string, mk func() opFunc) (*measured, error) {
+	bp := newBufferPool(p)
+	ws := make([]worker, p.qd)
+	dos := make([]opFunc, p.qd)
+	for i := range ws {
+		ws[i].rng = newRNG(p.seed, i)
+		ws[i].rbuf, ws[i].wbuf = bp.slot(p, i)
+		ws[i].hist = newHist()
+		dos[i] = mk()
+	}
+	stopBar := e.startProgress(label, p)
+	defer stopBar()
+	var wg sync.WaitGroup
+	mt := startMeter()
+	for i := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ws[i].loop(p, dos[i])
+		}()
+	}
+	p.waitEnd(ctx, e.cfg.duration, func() { wg.Wait() })
+	m := &measured{hist: newHist()}
+	mt.stop(m)
+	for i := range ws {
+		w := &ws[i]
+		if w.err != nil {
+			return nil, w.err
+		}
+		m.ops += w.ops
+		m.hist.Merge(w.hist)
+		m.written = append(m.written, w.smp.off[:w.smp.n]...)
+	}
+	return m, nil
+}
+
+// waitEnd returns once wait has returned, having set p.stop after d (when
+// the run is bounded by time) or when ctx ends.
+func (p *plan) waitEnd(ctx context.Context, d time.Duration, wait func()) {
+	done := make(chan struct{})
+	go func() {
+		wait()
+		close(done)
+	}()
+	var timeout <-chan time.Time
+	if p.ops == 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-done:
+		return
+	case <-timeout:
+	case <-ctx.Done():
+	}
+	p.stop.Store(true)
+	<-done
+}
+
+func (w *worker) loop(p *plan, do opFunc) {
+	// One clock read per op: an op's end is the next one's start, so the
+	// claim and the offset draw (tens of ns) count in the next op's latency.
+	t := now()
+	for {
+		n, ok := p.claim()
+		if !ok {
+			return
+		}
+		k := p.kind(&w.rng)
+		off := p.offset(n, &w.rng)
+		buf, writes := w.rbuf, k == opWrite || k == opWriteSync
+		if writes {
+			buf = w.wbuf
+			stamp(buf, off, p.tag)
+		}
+		if err := do(k, buf, off); err != nil {
+			w.err = err
+			p.stop.Store(true)
+			return
+		}
+		end := now()
+		record(w.hist, end-t)
+		t = end
+		w.ops++
+		if writes {
+			w.smp.add(off)
+		}
+	}
+}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Workloads, in the order -h lists them.
+var workloads = []string{"nop", "randread", "randwrite", "read", "write", "randrw", "fsync"}
+
+// Engines in the order -engine all runs them; the first one present is the
+// base of the ratio column.
+var engineNames = []string{"ring", "gofile", "fio", "cref"}
+
+const (
+	maxQD = 4096
+	// maxBS keeps one request well within the SQE's 32-bit length.
+	maxBS = 16 << 20
+	// maxBuffers bounds a run's buffers: a read and a write buffer per slot.
+	maxBuffers = 1 << 30
+)
+
+// directMode is tri-state because the default run picks O_DIRECT only where
+// the file system allows it, while an explicit -direct must not silently
+// degrade to buffered I/O.
+type directMode int
+
+const (
+	directAuto directMode = iota
+	directOn
+	directOff
+)
+
+// config is the validated command line.
+type config struct {
+	workload string
+	bs       int64
+	qd       int
+	size     int64
+	file     string
+	direct   directMode
+	duration time.Duration
+	ops      int64
+	modes    []string // ring modes, in run order
+	engines  []string // in run order
+	explicit map[string]bool
+	json     bool
+	seed     uint64
+	keep     bool
+	force    bool
+	verbose  bool
+	cache    string
+	cpuprof  string
+	memprof  string
+}
+
+// usageError is a bad command line: exit status 2, reported before any work.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// sizeValue is a byte count flag that takes k/m/g/t suffixes (powers of 1024).
+type sizeValue int64
+
+func (v *sizeValue) String() string { return formatBytes(int64(*v)) }
+
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*v = sizeValue(n)
+	return nil
+}
+
+// parseSize reads "4096", "4k", "4K", "4KiB", "256m", "1g", "1t".
+func parseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(t, "ib")
+	t = strings.TrimSuffix(t, "b")
+	shift := 0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			shift = 10
+		case 'm':
+			shift = 20
+		case 'g':
+			shift = 30
+		case 't':
+			shift = 40
+		}
+		if shift != 0 {
+			t = t[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size (examples: 4096, 4k, 256m, 1g)", s)
+	}
+	if n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n << shift, nil
+}
+
+// formatBytes prints n in the largest binary unit that divides it exactly.
+func formatBytes(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	u := 0
+	for u < len(units)-1 && n != 0 && n%1024 == 0 {
+		n /= 1024
+		u++
+	}
+	return fmt.Sprintf("%d %s", n, units[u])
+}
+
+// parseFlags turns args into a validated config. Every error it returns is a
+// *usageError; flag.ErrHelp is returned as is.
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("uringbench", flag.ContinueOnError)
+	// The flag package's own error text plus the full usage is many lines; we
+	// print one line ourselves.
+	fs.SetOutput(io.Discard)
+	bs := sizeValue(4 << 10)
+	size := sizeValue(256 << 20)
+	var (
+		workload = fs.String("workload", "randread", "one of "+strings.Join(workloads, "|")+" (fsync: write -bs then fsync, per op)")
+		qd       = fs.Int("qd", 32, "requests in flight (goroutines in block mode)")
+		file     = fs.String("file", "", "file or block device to run on (default: a temporary file in the working directory, removed afterwards unless -keep)")
+		direct   = fs.Bool("direct", false, "O_DIRECT with aligned buffers (default: on where the file system allows it)")
+		dur      = fs.Duration("time", 5*time.Second, "run time per engine")
+		ops      = fs.Int64("ops", 0, "stop each engine after this many ops instead of after -time")
+		mode     = fs.String("mode", "both", "ring engine mode: block (a goroutine per request, blocking calls), callback (Submit callbacks refill the queue), or both")
+		engine   = fs.String("engine", "all", "comma-separated engines to run in order: ring, gofile, fio, cref (C liburing reference, nop only), or all")
+		jsonOut  = fs.Bool("json", false, "print a JSON array, one object per engine, instead of the table")
+		seed     = fs.Uint64("seed", 1, "seed for random offsets and the data pattern")
+		keep     = fs.Bool("keep", false, "keep the file uringbench created")
+		force    = fs.Bool("force", false, "allow writing workloads on a file uringbench did not create (destroys its contents)")
+		verbose  = fs.Bool("v", false, "print the decisions taken, the fio job and the C reference build")
+		cpuprof  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		memprof  = fs.String("memprofile", "", "write an allocation profile to this file at the end (every allocation sampled)")
+		cache    = fs.String("cache", "cold", "page cache state before each engine for buffered runs: cold (dropped with posix_fadvise DONTNEED) or warm (the whole file read in first)")
+	)
+	fs.Var(&bs, "bs", "block size per request (units k/m/g)")
+	fs.Var(&size, "size", "bytes of the file to run on (units k/m/g)")
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintln(stderr, "usage: uringbench [flags]\n\nRuns a storage workload on ringwake and on the alternatives, side by side.")
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q (all options are flags)", fs.Arg(0))
+	}
+	c := &config{
+		workload: *workload,
+		bs:       int64(bs),
+		qd:       *qd,
+		size:     int64(size),
+		file:     *file,
+		duration: *dur,
+		ops:      *ops,
+		json:     *jsonOut,
+		seed:     *seed,
+		keep:     *keep,
+		force:    *force,
+		verbose:  *verbose,
+		cache:    *cache,
+		cpuprof:  *cpuprof,
+		memprof:  *memprof,
+		explicit: map[string]bool{},
+	}
+	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
+	switch {
+	case !c.explicit["direct"]:
+		c.direct = directAuto
+	case *direct:
+		c.direct = directOn
+	default:
+		c.direct = directOff
+	}
+	switch *mode {
+	case "block", "callback":
+		c.modes = []string{*mode}
+	case "both":
+		c.modes = []string{"block", "callback"}
+	default:
+		return nil, usagef("unknown -mode %q (want block, callback or both)", *mode)
+	}
+	if *engine == "all" {
+		c.engines = engineNames
+	} else {
+		seen := map[string]bool{}
+		for _, e := range strings.Split(*engine, ",") {
+			e = strings.TrimSpace(e)
+			if !slices.Contains(engineNames, e) {
+				return nil, usagef("unknown -engine %q (want all or a list of %s)", e, strings.Join(engineNames, ", "))
+			}
+			if !seen[e] {
+				seen[e] = true
+				c.engines = append(c.engines, e)
+			}
+		}
+	}
+	return c, c.validate()
+}
+
+// validate checks what can be checked without touching the file system.
+func (c *config) validate() error {
+	if !slices.Contains(workloads, c.workload) {
+		return usagef("unknown -workload %q (want one of %s)", c.workload, strings.Join(workloads, ", "))
+	}
+	if c.qd < 1 || c.qd > maxQD {
+		return usagef("-qd %d out of range (1 to %d)", c.qd, maxQD)
+	}
+	if c.ops < 0 {
+		return usagef("-ops %d is negative", c.ops)
+	}
+	if c.ops == 0 && c.duration <= 0 {
+		return usagef("-time %v must be positive (or give -ops)", c.duration)
+	}
+	if c.cache != "cold" && c.cache != "warm" {
+		return usagef("unknown -cache %q (want cold or warm)", c.cache)
+	}
+	if c.workload == "nop" {
+		// nop touches no file: -bs, -size, -direct and -file do not apply.
+		return nil
+	}
+	if c.bs <= 0 {
+		return usagef("-bs must be positive")
+	}
+	if c.bs > maxBS {
+		return usagef("-bs %s is larger than %s", formatBytes(c.bs), formatBytes(maxBS))
+	}
+	if buf := 2 * int64(c.qd) * c.bs; buf > maxBuffers {
+		return usagef("-qd %d with -bs %s needs %s of buffers, more than %s", c.qd, formatBytes(c.bs), formatBytes(buf), formatBytes(maxBuffers))
+	}
+	if c.direct == directOn && c.bs%512 != 0 {
+		return usagef("-bs %d is not a multiple of 512, which -direct requires", c.bs)
+	}
+	if c.direct == directOn && c.cache == "warm" {
+		return usagef("-cache warm contradicts -direct: O_DIRECT bypasses the page cache")
+	}
+	if c.size < c.bs {
+		return usagef("-size %s is smaller than -bs %s", formatBytes(c.size), formatBytes(c.bs))
+	}
+	return nil
+}
+
+// writes reports whether the workload modifies the file.
+func (c *config) writes() bool {
+	switch c.workload {
+	case "randwrite", "write", "randrw", "fsync":
+		return true
+	}
+	return false
+}
+
+// random reports whether offsets are drawn at random rather than in sequence.
+func (c *config) random() bool {
+	switch c.workload {
+	case "randread", "randwrite", "randrw":
+		return true
+	}
+	return false
+}
