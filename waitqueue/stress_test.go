@@ -170,7 +170,7 @@ func TestNonExclusiveWakeUpIsAHerd(t *testing.T) {
 				switch {
 				case calls == 2:
 					rechecks.Add(1)
-				case calls > 2 && !ok:
+				case afterWake(calls) && !ok:
 					futile.Add(1)
 				}
 				return ok
@@ -240,47 +240,54 @@ func TestBroadcastWakesAll(t *testing.T) {
 }
 
 // herdCond is a sleeper's cond for the thundering-herd scenario: it takes a
-// unit or sees stop, and counts the wake-ups that found nothing. Within one
-// Wait call the first two cond calls are the fast path and the re-check
-// after queueing; every later call follows exactly one wake-up.
+// unit or sees stop, counts the wake-ups that found nothing, and adds to a
+// shared count of parked sleepers, which the waker lowers by the number each
+// WakeUp reports woken. Within one Wait call (without
+// cancellation) cond runs on the fast path, after queueing, and then in
+// pairs: right after each wake-up, and after queueing again when that found
+// nothing. So the odd calls from the third on are exactly the ones that
+// follow a wake-up, and a false even call means the sleeper is about to park.
 type herdCond struct {
-	sem      *semaphore
-	stop     *atomic.Bool
-	rechecks *atomic.Int64 // re-checks after queueing, over all sleepers
-	calls    int
-	futile   int
+	sem    *semaphore
+	stop   *atomic.Bool
+	asleep *atomic.Int64
+	calls  int
+	futile int
 }
+
+// afterWake reports whether the n-th cond call of a Wait follows a wake-up.
+func afterWake(n int) bool { return n > 2 && n%2 == 1 }
 
 func (h *herdCond) cond() bool {
 	h.calls++
 	ok := h.stop.Load() || h.sem.take()
 	switch {
-	case h.calls == 2:
-		h.rechecks.Add(1)
-	case h.calls > 2 && !ok:
+	case afterWake(h.calls) && !ok:
 		h.futile++
+	case h.calls%2 == 0 && !ok:
+		h.asleep.Add(1) // the waker takes it back when it wakes this sleeper
 	}
 	return ok
 }
 
 // runHerd is the thundering-herd scenario shared with the benchmark: n
-// sleepers loop taking units (exclusive: WaitExclusive, else Wait); the
-// waker releases one unit and calls WakeUp, waits for the taker's
-// acknowledgement, and then until the taker is queued again, so no sleeper
-// can take a unit it was not woken for. It returns the total number of
-// wake-ups that found nothing.
+// sleepers loop taking units (exclusive: WaitExclusive, else Wait). Before
+// each wake-up the waker waits until all n are parked, then releases one unit
+// and calls WakeUp, and waits for the taker's acknowledgement; so every
+// wake-up meets the full herd, and no sleeper can take a unit it was not
+// woken for. It returns the total number of wake-ups that found nothing.
 func runHerd(tb testing.TB, n, wakes int, exclusive bool) (futile int) {
 	var q Queue
 	var sem semaphore
 	var stop atomic.Bool
-	var rechecks atomic.Int64
+	var asleep atomic.Int64
 	ack := make(chan struct{})
 	ctx := context.Background()
 	futiles := make([]int, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			h := &herdCond{sem: &sem, stop: &stop, rechecks: &rechecks}
+			h := &herdCond{sem: &sem, stop: &stop, asleep: &asleep}
 			for {
 				h.calls = 0
 				var err error
@@ -301,11 +308,12 @@ func runHerd(tb testing.TB, n, wakes int, exclusive bool) (futile int) {
 			futiles[i] = h.futile
 		})
 	}
-	for i := range wakes {
-		for rechecks.Load() < int64(n+i) {
+	for range wakes {
+		for asleep.Load() != int64(n) {
 			runtime.Gosched()
 		}
-		sem.release(&q)
+		sem.units.Add(1)
+		asleep.Add(-int64(q.WakeUp(0)))
 		<-ack
 	}
 	stop.Store(true)
@@ -328,5 +336,92 @@ func TestExclusiveWakeUpNoThunderingHerd(t *testing.T) {
 	defer deadline.Stop()
 	if futile := runHerd(t, n, wakes, true); futile != 0 {
 		t.Fatalf("%d sleepers woken for nothing by %d exclusive WakeUps", futile, wakes)
+	}
+}
+
+// TestConcurrentEntryOps hammers the raw entry API from several goroutines:
+// owners add, move and remove their entries across two queues while wakers
+// walk them with AutoRemove entries leaving mid-walk. Under -race this checks
+// the lock-free paths (Remove's fast path, the CAS in add); at the end each
+// list must be consistent and agree with Len and with every entry's record.
+func TestConcurrentEntryOps(t *testing.T) {
+	const owners, perOwner, steps = 4, 4, 3000
+	var qs [2]Queue
+	var woken atomic.Int64
+	entries := make([]*Entry, owners*perOwner)
+	ids := make(map[*Entry]int, len(entries))
+	for i := range entries {
+		fn := func(*Entry, uint64) int { woken.Add(1); return 1 }
+		if i%2 == 0 {
+			fn = AutoRemove(fn)
+		}
+		entries[i] = &Entry{Func: fn}
+		ids[entries[i]] = i
+	}
+	var stop atomic.Bool
+	var owned, wakers sync.WaitGroup
+	for o := range owners {
+		owned.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(o), 9))
+			mine := entries[o*perOwner : (o+1)*perOwner]
+			for range steps {
+				e, q := mine[r.IntN(perOwner)], &qs[r.IntN(2)]
+				switch r.IntN(5) {
+				case 0:
+					q.Add(e)
+				case 1:
+					q.AddExclusive(e)
+				case 2:
+					q.PrepareToWaitExclusive(e)
+				case 3:
+					q.Remove(e)
+				default:
+					q.FinishWait(e)
+				}
+			}
+		})
+	}
+	for w := range 2 {
+		wakers.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				q := &qs[(w+i)%2]
+				switch i % 3 {
+				case 0:
+					q.WakeUp(uint64(i))
+				case 1:
+					q.WakeUpNr(2, uint64(i))
+				default:
+					q.WakeUpAll(uint64(i))
+				}
+			}
+		})
+	}
+	owned.Wait()
+	stop.Store(true)
+	wakers.Wait()
+	if woken.Load() == 0 {
+		t.Fatal("no Func ever ran: the wakers never met a queued entry")
+	}
+	onQueue := [2]int{}
+	for qi := range qs {
+		got, err := qs[qi].snapshot(ids)
+		if err != nil {
+			t.Fatalf("q%d: %v", qi, err)
+		}
+		if len(got) != qs[qi].Len() {
+			t.Fatalf("q%d lists %d entries but Len is %d", qi, len(got), qs[qi].Len())
+		}
+		onQueue[qi] = len(got)
+	}
+	recorded := [2]int{}
+	for _, e := range entries {
+		for qi := range qs {
+			if e.q.Load() == &qs[qi] {
+				recorded[qi]++
+			}
+		}
+	}
+	if recorded != onQueue {
+		t.Fatalf("entries record %v per queue, lists hold %v", recorded, onQueue)
 	}
 }

@@ -279,7 +279,7 @@ var (
 type waiter struct {
 	e   Entry
 	ch  chan struct{} // cap 1: holds at most one pending wake-up
-	key uint64        // written before the send on ch, read after the receive
+	key uint64        // written by the waker after its send, read only after FinishWait
 }
 
 // wakeWaiter is the default_wake_function of Wait's entries. It reports a
@@ -301,6 +301,15 @@ func wakeWaiter(e *Entry, key uint64) int {
 
 // waiterWake is built once so Wait allocates no closure.
 var waiterWake = AutoRemove(wakeWaiter)
+
+// waiterPool recycles waiters: one is returned only once it is off every
+// queue with its channel drained, so no waker can reach it again.
+var waiterPool = sync.Pool{New: func() any {
+	w := &waiter{ch: make(chan struct{}, 1)}
+	w.e.Func = waiterWake
+	w.e.Private = w
+	return w
+}}
 
 // Wait sleeps until cond() returns true and then returns nil, or returns
 // ctx.Err() when ctx ends first (wait_event_interruptible with ctx as the
@@ -338,13 +347,30 @@ func (q *Queue) wait(ctx context.Context, cond func() bool, exclusive bool) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	w := &waiter{ch: make(chan struct{}, 1)}
-	w.e.Func = waiterWake
-	w.e.Private = w
+	w := waiterPool.Get().(*waiter)
+	ok, err := q.sleep(ctx, w, cond, exclusive)
+	if ok {
+		// Only a normal return recycles w; after a panic in cond it is
+		// dequeued but dropped.
+		waiterPool.Put(w)
+	}
+	return err
+}
+
+// sleep is the slow path of wait, with one waiter for the whole call. It
+// reports whether it returned normally, leaving w off the queue and drained.
+func (q *Queue) sleep(ctx context.Context, w *waiter, cond func() bool, exclusive bool) (ok bool, err error) {
+	// A panicking cond must not leave an entry behind to absorb an
+	// exclusive wake-up meant for a live waiter.
+	defer func() {
+		if !ok {
+			q.finish(w, exclusive)
+		}
+	}()
 	done := ctx.Done()
 	for {
-		// Always locks: after a wake-up the walker may still be about to
-		// unlink the entry, and adding must wait for that.
+		// Always locks: the entry may be queued again only once the walker
+		// that woke it has unlinked it.
 		if exclusive {
 			q.PrepareToWaitExclusive(&w.e)
 		} else {
@@ -352,26 +378,34 @@ func (q *Queue) wait(ctx context.Context, cond func() bool, exclusive bool) erro
 		}
 		if cond() {
 			q.finish(w, exclusive)
-			return nil
+			return true, nil
 		}
-		select {
-		case <-w.ch:
-			// The wake-up removed the entry (autoremove); re-queue and
-			// re-check, which is where a wake-up another waiter stole the
-			// condition from turns into another sleep.
-			continue
-		case <-done:
+		if done == nil {
+			<-w.ch
+		} else {
+			select {
+			case <-w.ch:
+			case <-done:
+				// The kernel's prepare_to_wait_event rule: an exclusive
+				// waiter chosen by a wake-up must consume the condition if
+				// it can, so re-check once the entry is off the queue and
+				// no new wake-up can reach it.
+				q.FinishWait(&w.e)
+				took := cond()
+				q.passOn(w, exclusive)
+				if took {
+					return true, nil
+				}
+				return true, ctx.Err()
+			}
 		}
-		// The kernel's prepare_to_wait_event rule: an exclusive waiter chosen
-		// by a wake-up must consume the condition if it can, so re-check
-		// once the entry is off the queue and no new wake-up can reach it.
-		q.FinishWait(&w.e)
-		ok := cond()
-		q.passOn(w, exclusive)
-		if ok {
-			return nil
+		// Woken: the wake function (autoremove) took the entry off, so the
+		// condition can be checked before paying to queue it again; when
+		// another waiter stole it, the loop queues and checks again.
+		if cond() {
+			q.finish(w, exclusive)
+			return true, nil
 		}
-		return ctx.Err()
 	}
 }
 

@@ -325,7 +325,7 @@ func TestWaitSleepsUntilCondAndReQueues(t *testing.T) {
 	if n := q.WakeUpAll(0); n != 1 {
 		t.Fatalf("WakeUpAll returned %d, want 1", n)
 	}
-	waitFor(t, "the waiter to re-check and re-queue", func() bool { return calls.Load() >= 3 && q.Len() == 1 })
+	waitFor(t, "the waiter to re-check and re-queue", func() bool { return calls.Load() >= 4 && q.Len() == 1 })
 	select {
 	case err := <-errc:
 		t.Fatalf("Wait returned %v while cond was false", err)
@@ -431,7 +431,8 @@ func TestWaitExclusivePassesOnStolenWakeup(t *testing.T) {
 			t.Error("A could not take unit 1")
 		}
 		q.WakeUp(0) // ...and its wake-up goes to B, at the head
-		waitFor(t, "B to find nothing and re-queue", func() bool { return bCalls.Load() == 3 && q.Len() == 2 })
+		// B's call 3 follows the wake-up and call 4 the re-queue.
+		waitFor(t, "B to find nothing and re-queue", func() bool { return bCalls.Load() == 4 && q.Len() == 2 })
 		sem.release(&q) // unit 2; its wake-up reaches A, now at the head
 		return true
 	}
@@ -497,5 +498,36 @@ func TestWaitExclusiveCancelRace(t *testing.T) {
 		if wins != 1 || sem.units.Load() != 0 {
 			t.Fatalf("successes %d, units left %d: want exactly one owner", wins, sem.units.Load())
 		}
+	}
+}
+
+func TestWaitCondPanicLeavesNoEntry(t *testing.T) {
+	var q Queue
+	var sem semaphore
+	calls := 0
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("cond's panic was swallowed")
+			}
+		}()
+		_ = q.WaitExclusive(context.Background(), func() bool {
+			calls++
+			if calls == 2 { // queued by now
+				panic("cond")
+			}
+			return false
+		})
+	}()
+	if q.Len() != 0 {
+		t.Fatal("a panicking cond left its entry queued, where it would absorb an exclusive wake-up")
+	}
+	// The queue still hands units to live waiters.
+	errc := make(chan error)
+	go func() { errc <- q.WaitExclusive(context.Background(), sem.take) }()
+	waitFor(t, "the waiter to queue", func() bool { return q.Len() == 1 })
+	sem.release(&q)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }
