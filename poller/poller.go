@@ -114,10 +114,11 @@ type Poller struct {
 	lastSQE *sqe.SQE   // under mu: the SQE writeLocked filled last, not yet published
 
 	// Callbacks run on the poller, which must never sleep for a slot: what
-	// they submit with none free waits in deferred (under mu), and freed
-	// slots collect in reserve until they cover the first deferred request.
-	deferred    []deferredReq
-	reserve     []uint32
+	// they submit with none free is deferred (under mu): it queues for
+	// slots in the backlog FIFO like a sleeper, and is published when it
+	// has them all.
+	deferred    []*deferredReq
+	published   bool        // under mu: a deferred request was just published; kick after unlock
 	inCallbacks atomic.Bool // the poller is running callbacks
 	pollerGoid  atomic.Uint64
 	free        []uint32
@@ -331,57 +332,73 @@ func curGoid() uint64 {
 }
 
 // deferredReq is a submission made by a callback when no slot was free. It
-// is published, whole and in order, as soon as slots free up: freed slots go
-// to deferred requests before backlogged sleepers, so the poller's own
-// submissions cannot starve.
+// takes its place in the backlog FIFO with one exclusive entry per SQE, each
+// of which a freed slot satisfies, and is published whole when the last
+// arrives. Queuing behind the sleepers, rather than ahead, keeps resubmitting
+// callbacks from starving blocked goroutines.
 type deferredReq struct {
-	ss    []sqe.SQE
-	dones []func(res int32, flags uint32)
+	p       *Poller
+	ss      []sqe.SQE
+	dones   []func(res int32, flags uint32)
+	slots   []uint32
+	entries []waitqueue.Entry
 }
 
-// deferLocked queues a callback's submission for the first free slots.
-func (p *Poller) deferLocked(ss []sqe.SQE, dones []func(int32, uint32)) {
-	p.deferred = append(p.deferred, deferredReq{ss: ss, dones: dones})
-	need := -len(p.reserve)
-	for i := range p.deferred {
-		need += len(p.deferred[i].ss)
+// deferredHandoff is the wake function of a deferred request's entries: it
+// runs under p.mu (the releaser holds it), so it may publish.
+func deferredHandoff(e *waitqueue.Entry, key uint64) int {
+	d := e.Private.(*deferredReq)
+	if key == closedKey {
+		return 1 // cancelDeferred fires its callbacks
 	}
-	// The poller may take free slots ahead of sleepers: it cannot wait behind them.
-	for ; need > 0 && len(p.free) > 0; need-- {
-		p.reserve = append(p.reserve, p.free[len(p.free)-1])
+	d.slots = append(d.slots, uint32(key))
+	if len(d.slots) == len(d.ss) {
+		d.p.publishDeferredLocked(d)
+	}
+	return 1
+}
+
+var autoDeferredHandoff = waitqueue.AutoRemove(deferredHandoff)
+
+// deferLocked queues a callback's submission for the next free slots.
+func (p *Poller) deferLocked(ss []sqe.SQE, dones []func(int32, uint32)) {
+	d := &deferredReq{p: p, ss: ss, dones: dones, slots: make([]uint32, 0, len(ss))}
+	p.deferred = append(p.deferred, d)
+	p.stats.deferred.Add(1)
+	// Free slots with sleepers queued exist only for an instant; the poller
+	// cannot wait behind them, so it takes them.
+	for len(d.slots) < len(ss) && len(p.free) > 0 {
+		d.slots = append(d.slots, p.free[len(p.free)-1])
 		p.free = p.free[:len(p.free)-1]
 	}
-	p.stats.deferred.Add(1)
-	p.publishDeferredLocked()
+	if len(d.slots) == len(ss) {
+		p.publishDeferredLocked(d)
+		return
+	}
+	d.entries = make([]waitqueue.Entry, len(ss)-len(d.slots))
+	for i := range d.entries {
+		d.entries[i].Func = autoDeferredHandoff
+		d.entries[i].Private = d
+		p.backlog.AddExclusive(&d.entries[i])
+	}
 }
 
-// publishDeferredLocked publishes the deferred requests the reserved slots
-// cover, in order. It reports whether it published anything.
-func (p *Poller) publishDeferredLocked() bool {
-	published := false
-	for !p.closing && len(p.deferred) > 0 && len(p.reserve) >= len(p.deferred[0].ss) {
-		d := p.deferred[0]
-		p.deferred[0] = deferredReq{}
-		p.deferred = p.deferred[1:]
-		for i := range d.ss {
-			idx := p.reserve[len(p.reserve)-1]
-			p.reserve = p.reserve[:len(p.reserve)-1]
-			slot := &p.slots[idx]
-			slot.entry.Func = fireCallback
-			slot.done = d.dones[i]
-			p.writeLocked(slot, &d.ss[i])
-		}
-		p.ring.Publish()
-		published = true
+// publishDeferredLocked publishes d into the slots it collected.
+func (p *Poller) publishDeferredLocked(d *deferredReq) {
+	for i, idx := range d.slots {
+		slot := &p.slots[idx]
+		slot.entry.Func = fireCallback
+		slot.done = d.dones[i]
+		p.writeLocked(slot, &d.ss[i])
 	}
-	if len(p.deferred) == 0 && len(p.reserve) > 0 {
-		rest := p.reserve
-		p.reserve = p.reserve[:0]
-		for _, idx := range rest {
-			p.handOnLocked(idx)
+	p.ring.Publish()
+	p.published = true
+	for i, x := range p.deferred {
+		if x == d {
+			p.deferred = append(p.deferred[:i], p.deferred[i+1:]...)
+			break
 		}
 	}
-	return published
 }
 
 // MaxBatch is the most SQEs SubmitBatch takes at once.
@@ -706,28 +723,20 @@ func (p *Poller) release(idx uint32) {
 	}
 }
 
-// releaseLocked frees a slot: first to the callbacks' deferred submissions
-// (which it then publishes, reporting true), else to the first backlogged
-// submitter, else to the free list.
+// releaseLocked frees a slot, handing it to the first in the backlog FIFO
+// (a sleeping submitter or a deferred callback submission: one freed slot,
+// exactly one wake-up), else to the free list. It reports whether a deferred
+// request was published, which the caller kicks after unlocking.
 func (p *Poller) releaseLocked(idx uint32) bool {
 	s := &p.slots[idx]
 	s.keep, s.done = nil, nil
 	s.tag.Store(uint64(s.gen) << 2) // slotFree
-	if len(p.deferred) > 0 && !p.closing {
-		p.reserve = append(p.reserve, idx)
-		return p.publishDeferredLocked()
+	if !(p.backlog.Active() && p.backlog.WakeUp(uint64(idx)) > 0) {
+		p.free = append(p.free, idx)
 	}
-	p.handOnLocked(idx)
-	return false
-}
-
-// handOnLocked gives a free slot to the first backlogged submitter (one freed
-// slot, exactly one wake-up), or to the free list.
-func (p *Poller) handOnLocked(idx uint32) {
-	if p.backlog.Active() && p.backlog.WakeUp(uint64(idx)) > 0 {
-		return
-	}
-	p.free = append(p.free, idx)
+	published := p.published
+	p.published = false
+	return published
 }
 
 // kick makes sure what was just published reaches the kernel. The state

@@ -597,3 +597,68 @@ func TestSubmitKickRacesClose(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseWithResubmittingCallbacks: callbacks that resubmit on every
+// completion, on a ring too small for them and for the blocking callers
+// competing for slots, then Close. Every Submit the ring accepted, from a
+// callback or not, gets exactly one callback; every blocking call returns.
+func TestCloseWithResubmittingCallbacks(t *testing.T) {
+	const chains, callers = 4, 8
+	uringtest.Require(t)
+	r, err := ringwake.New(ringwake.Config{Entries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	var accepted, fired, canceled atomic.Int64
+	var s sqe.SQE
+	s.PrepNop()
+	var cb func(res int32, flags uint32)
+	cb = func(res int32, _ uint32) {
+		fired.Add(1)
+		if res == -int32(syscall.ECANCELED) {
+			canceled.Add(1)
+		}
+		if err := r.Submit(&s, cb); err == nil {
+			accepted.Add(1)
+		} else if !errors.Is(err, ringwake.ErrClosed) {
+			t.Errorf("resubmit: %v", err)
+		}
+	}
+	for range chains {
+		if err := r.Submit(&s, cb); err != nil {
+			t.Fatal(err)
+		}
+		accepted.Add(1)
+	}
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if err := r.Nop(context.Background()); err != nil {
+					if !errors.Is(err, ringwake.ErrClosed) {
+						t.Errorf("Nop: %v", err)
+					}
+					return
+				}
+			}
+		}()
+	}
+	waitFor(t, "traffic with callbacks waiting for slots", func() bool {
+		st := r.Stats()
+		return st.Completed > 2000 && st.Backlogged > 0
+	})
+	within(t, "Close with resubmitting callbacks", func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	within(t, "blocking callers after Close", wg.Wait)
+	st := r.Stats()
+	t.Logf("accepted %d, fired %d (%d canceled), deferred %d, backlogged %d", accepted.Load(), fired.Load(), canceled.Load(), st.Deferred, st.Backlogged)
+	if a, f := accepted.Load(), fired.Load(); a != f {
+		t.Errorf("%d submissions accepted, %d callbacks fired: want one each", a, f)
+	}
+}

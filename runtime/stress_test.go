@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	ringwake "github.com/ringwake/ringwake/runtime"
+	"github.com/ringwake/ringwake/sqe"
 )
 
 // TestConcurrentRandomWritesVerified: 64 goroutines, each owning 1 MiB of a
@@ -226,6 +227,67 @@ func TestBackpressure(t *testing.T) {
 	if got := after.Completed - before.Completed; got < callers+uint64(capacity) {
 		t.Errorf("Stats.Completed moved by %d, want >= %d", got, callers+capacity)
 	}
+}
+
+// TestBacklogNotStarvedByCallbacks: callbacks that resubmit on every
+// completion, more of them than the ring has slots, must not take every
+// freed slot: submitters asleep for a slot were first and must get their
+// turn while the callbacks keep going.
+func TestBacklogNotStarvedByCallbacks(t *testing.T) {
+	const chains, callers, perCaller = 4, 4, 50
+	r := newRing(t, ringwake.Config{Entries: 2})
+	var s sqe.SQE
+	s.PrepNop()
+	var stop atomic.Bool
+	var chainOps atomic.Int64
+	var chainWG sync.WaitGroup
+	var cb func(res int32, flags uint32)
+	cb = func(res int32, _ uint32) {
+		chainOps.Add(1)
+		if stop.Load() {
+			chainWG.Done()
+			return
+		}
+		if err := r.Submit(&s, cb); err != nil {
+			t.Errorf("resubmit: %v", err)
+			chainWG.Done()
+		}
+	}
+	for range chains {
+		chainWG.Add(1)
+		if err := r.Submit(&s, cb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var nops atomic.Int64
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perCaller {
+				if err := r.Nop(context.Background()); err != nil {
+					t.Errorf("Nop: %v", err)
+					return
+				}
+				nops.Add(1)
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Second):
+		t.Errorf("blocking callers starved: %d of %d Nops done while resubmitting callbacks completed %d requests (Stats %+v)",
+			nops.Load(), callers*perCaller, chainOps.Load(), r.Stats())
+	}
+	stop.Store(true)
+	<-finished
+	chainWG.Wait()
 }
 
 // TestGroupCommit: 64 writers, each WriteAt of its own block followed by

@@ -145,13 +145,18 @@ func (p *plan) waitEnd(ctx context.Context, d time.Duration, wait func()) {
 }
 
 func (w *worker) loop(p *plan, do opFunc) {
-	// One clock read per op: an op's end is the next one's start, so the
-	// claim and the offset draw (tens of ns) count in the next op's latency.
+	// One clock read per sampled op: an op's end is the next one's start, so
+	// the claim and the offset draw (tens of ns) count in the next op's latency.
 	t := now()
-	for {
+	timed := true // t is the current op's start
+	for count := uint64(1); ; count++ {
 		n, ok := p.claim()
 		if !ok {
 			return
+		}
+		sampled := count&p.sampleMask == 0
+		if sampled && !timed {
+			t = now()
 		}
 		k := p.kind(&w.rng)
 		off := p.offset(n, &w.rng)
@@ -165,9 +170,11 @@ func (w *worker) loop(p *plan, do opFunc) {
 			p.stop.Store(true)
 			return
 		}
-		end := now()
-		record(w.hist, end-t)
-		t = end
+		if timed = sampled; sampled {
+			end := now()
+			record(w.hist, end-t)
+			t = end
+		}
 		w.ops++
 		if writes {
 			w.smp.add(off)

@@ -110,6 +110,7 @@ type cbSlot struct {
 	kind    opKind
 	syncing bool // an opWriteSync slot whose write is done and fsync in flight
 	smp     samples
+	count   uint64 // ops this slot carried, for latency sampling
 	cb      func(res int32, flags uint32)
 }
 
@@ -167,7 +168,7 @@ func (p *plan) runCallback(ctx context.Context, e *env, r *ringwake.Ring, fd int
 }
 
 // issue prepares slot s for op number n and submits it; start is when the
-// op's clock starts.
+// op's clock starts, or -1 when its latency is not sampled.
 func (c *cbRun) issue(s *cbSlot, n int64, start int64) error {
 	p := c.p
 	s.kind = p.kind(&s.rng)
@@ -203,9 +204,12 @@ func (c *cbRun) complete(id int, res int32) {
 		}
 		return
 	}
-	// One clock read per op: this op's end is the next one's start.
-	t := now()
-	record(c.hist, t-s.start)
+	// One clock read per sampled op: this op's end is the next one's start.
+	var t int64 = -1
+	if s.start >= 0 {
+		t = now()
+		record(c.hist, t-s.start)
+	}
 	c.ops++
 	if s.kind == opWrite || s.kind == opWriteSync {
 		s.smp.add(s.off)
@@ -214,6 +218,12 @@ func (c *cbRun) complete(id int, res int32) {
 	if !ok {
 		c.retire()
 		return
+	}
+	s.count++
+	if s.count&c.p.sampleMask != 0 {
+		t = -1 // not sampled: no clock read
+	} else if t < 0 {
+		t = now()
 	}
 	if err := c.issue(s, n, t); err != nil {
 		c.fail(err)
