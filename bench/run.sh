@@ -9,6 +9,13 @@
 # Environment: TIME (per engine, default 5s), RUNS (default 3), BENCH_DIR
 # (where the scratch file goes, default: the repository root, i.e. the file
 # system under test), SCENARIOS (default: all of them, see below).
+#
+# The features scenario measures -fixedbufs, -registerfiles and -sqpoll
+# (randread 4k O_DIRECT qd 32, ring and fio) in one table: each run goes
+# through every variant in turn, so that the machine's drift over the
+# minutes of the scenario weighs on all of them alike.
+#
+#   TIME=3s SCENARIOS=features bench/run.sh
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -16,7 +23,7 @@ repo=$(pwd)
 TIME=${TIME:-5s}
 RUNS=${RUNS:-3}
 BENCH_DIR=${BENCH_DIR:-$repo}
-SCENARIOS=${SCENARIOS:-"randread-direct randread-warm nop randwrite read write randrw fsync"}
+SCENARIOS=${SCENARIOS:-"randread-direct randread-warm nop randwrite read write randrw fsync features"}
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -49,6 +56,52 @@ measure() {
 		"$tmp/uringbench" -json -time "$TIME" -file "$file" -keep -force "$@" >"$tmp/$name.$i.json"
 		i=$((i + 1))
 	done
+}
+
+# The variants of the features scenario: a name, then uringbench's flags.
+# -fixedbufs with -registerfiles runs in callback mode only: the blocking API
+# has no call that takes both.
+features_variants="base:
+fixedbufs:-fixedbufs
+registerfiles:-registerfiles
+sqpoll:-sqpoll
+all:-fixedbufs -registerfiles -sqpoll -mode callback"
+
+# measure_features NAME ARGS...: RUNS rounds, each running every variant of
+# $features_variants with ARGS, into $tmp/NAME.N.json: one JSON array per
+# round holding every variant's rows (their modes tell them apart).
+measure_features() {
+	name=$1
+	shift
+	i=1
+	while [ "$i" -le "$RUNS" ]; do
+		parts=""
+		echo "$features_variants" | while IFS=: read -r v flags; do
+			echo "running $name $i/$RUNS $v: uringbench -time $TIME $* $flags" >&2
+			# $flags is split into words on purpose.
+			# shellcheck disable=SC2086
+			"$tmp/uringbench" -json -time "$TIME" -file "$file" -keep -force "$@" $flags >"$tmp/$name-$v.$i.part"
+		done
+		for v in $(echo "$features_variants" | cut -d: -f1); do
+			parts="$parts $tmp/$name-$v.$i.part"
+		done
+		# shellcheck disable=SC2086
+		merge_json $parts >"$tmp/$name.$i.json"
+		i=$((i + 1))
+	done
+}
+
+# merge_json FILE...: the rows of uringbench -json outputs as one array.
+# uringbench prints "[" and "]" on lines of their own, objects between them.
+merge_json() {
+	echo "["
+	sep=""
+	for f in "$@"; do
+		[ -z "$sep" ] || echo ","
+		sed '1d;$d' "$f"
+		sep=1
+	done
+	echo "]"
 }
 
 # table NAME TITLE [mdtable flags]: the medians of NAME's runs.
@@ -93,6 +146,12 @@ for s in $SCENARIOS; do
 		secs=$(echo "$TIME" | sed -n 's/^\([0-9.]*\)s$/\1/p')
 		bench/reference/run.sh "${secs:-5}" 32 2>&1 | tail -1
 		echo '```'
+		echo
+		;;
+	features)
+		measure_features "$s" -workload randread -bs 4k -qd 32 -direct -engine ring,fio
+		table "$s" "io_uring features, randread 4k O_DIRECT qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct -engine ring,fio\` plus nothing, \`-fixedbufs\`, \`-registerfiles\`, \`-sqpoll\`, \`-fixedbufs -registerfiles -sqpoll -mode callback\`)"
+		echo "Rows: ring/MODE and fio/io_uring, each followed by +FEATURE where the variant turned one on; fio registers its file whenever it polls with an SQ thread, hence fio/io_uring+registerfiles+sqpoll. \"vs first\" is against ring/block without features."
 		echo
 		;;
 	randwrite | read | write | randrw | fsync)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	ringwake "github.com/ringwake/ringwake/runtime"
 )
 
 // opFunc performs one op with a blocking call and reports any failure,
@@ -51,10 +52,11 @@ func (p *plan) needsReadBuf() bool {
 }
 
 // bufferPool carves every in-flight slot's buffers from one aligned
-// allocation per run.
+// allocation per run, or under -fixedbufs from slot i's registered buffer.
 type bufferPool struct {
-	mem []byte
-	bs  int
+	mem   []byte
+	bs    int
+	fixed *ringwake.FixedBuffers
 }
 
 func newBufferPool(p *plan) *bufferPool {
@@ -67,15 +69,20 @@ func newBufferPool(p *plan) *bufferPool {
 
 // slot returns the read and write buffers of in-flight slot i.
 func (bp *bufferPool) slot(p *plan, i int) (rbuf, wbuf []byte) {
-	if bp.mem == nil {
+	mem, base := bp.mem, 2*i*bp.bs
+	if bp.fixed != nil {
+		// fixedBufSize sized buffer i for exactly the halves used below.
+		mem, base = bp.fixed.Buf(i), 0
+	}
+	if mem == nil {
 		return nil, nil
 	}
-	base := 2 * i * bp.bs
 	if p.needsReadBuf() {
-		rbuf = bp.mem[base : base+bp.bs : base+bp.bs]
+		rbuf = mem[base : base+bp.bs : base+bp.bs]
+		base += bp.bs
 	}
 	if p.needsWriteBuf() {
-		wbuf = bp.mem[base+bp.bs : base+2*bp.bs : base+2*bp.bs]
+		wbuf = mem[base : base+bp.bs : base+bp.bs]
 		copy(wbuf, p.pattern)
 	}
 	return rbuf, wbuf
@@ -84,15 +91,15 @@ func (bp *bufferPool) slot(p *plan, i int) (rbuf, wbuf []byte) {
 // runBlocking drives the plan with qd goroutines each issuing one blocking
 // op at a time: how most Go code does I/O. Each goroutine keeps its own
 // histogram so that recording takes no lock; they are merged at the end.
-func (p *plan) runBlocking(ctx context.Context, e *env, label string, mk func() opFunc) (*measured, error) {
-	bp := newBufferPool(p)
+// Goroutine i uses bp's slot i and the opFunc mk(i) returns.
+func (p *plan) runBlocking(ctx context.Context, e *env, label string, bp *bufferPool, mk func(slot int) opFunc) (*measured, error) {
 	ws := make([]worker, p.qd)
 	dos := make([]opFunc, p.qd)
 	for i := range ws {
 		ws[i].rng = newRNG(p.seed, i)
 		ws[i].rbuf, ws[i].wbuf = bp.slot(p, i)
 		ws[i].hist = newHist()
-		dos[i] = mk()
+		dos[i] = mk(i)
 	}
 	stopBar := e.startProgress(label, p)
 	defer stopBar()

@@ -59,6 +59,7 @@ type config struct {
 	cache    string
 	cpuprof  string
 	memprof  string
+	feat     features // io_uring features for the ring and fio engines
 }
 
 // usageError is a bad command line: exit status 2, reported before any work.
@@ -152,6 +153,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		cpuprof  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		memprof  = fs.String("memprofile", "", "write an allocation profile to this file at the end (every allocation sampled)")
 		cache    = fs.String("cache", "cold", "page cache state before each engine for buffered runs: cold (dropped with posix_fadvise DONTNEED) or warm (the whole file read in first)")
+		fixed    = fs.Bool("fixedbufs", false, "ring and fio engines: one registered buffer per in-flight request (READ_FIXED/WRITE_FIXED; fio fixedbufs=1)")
+		regfiles = fs.Bool("registerfiles", false, "ring and fio engines: the file goes through the registered file table (IOSQE_FIXED_FILE; fio registerfiles=1)")
+		sqpoll   = fs.Bool("sqpoll", false, "ring and fio engines: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL; fio sqthread_poll=1, which also registers fio's file)")
+		sqIdle   = fs.Duration("sqpoll-idle", defaultSQPollIdle, "with -sqpoll: how long the ring's SQPOLL thread spins without work before it sleeps (ms granularity; 0 is the kernel's default, 1s, which fio uses)")
 	)
 	fs.Var(&bs, "bs", "block size per request (units k/m/g)")
 	fs.Var(&size, "size", "bytes of the file to run on (units k/m/g)")
@@ -185,6 +190,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		cpuprof:  *cpuprof,
 		memprof:  *memprof,
 		explicit: map[string]bool{},
+		feat:     features{fixedbufs: *fixed, registerfiles: *regfiles, sqpoll: *sqpoll, sqpollIdle: *sqIdle},
 	}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
 	switch {
@@ -237,6 +243,9 @@ func (c *config) validate() error {
 	}
 	if c.cache != "cold" && c.cache != "warm" {
 		return usagef("unknown -cache %q (want cold or warm)", c.cache)
+	}
+	if err := c.validateFeatures(); err != nil {
+		return err
 	}
 	if c.workload == "nop" {
 		// nop touches no file: -bs, -size, -direct and -file do not apply.

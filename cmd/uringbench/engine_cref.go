@@ -22,6 +22,9 @@ func runCref(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 	if p.workload != "nop" {
 		return nil, nil, skipf("n/a for %s (the C reference runs nop only)", p.workload)
 	}
+	if e.cfg.feat.sqpoll {
+		e.verbosef("cref: the C reference runs without SQPOLL: -sqpoll applies to the ring engine only")
+	}
 	cc, err := exec.LookPath("gcc")
 	if err != nil {
 		return nil, nil, skipf("gcc not on PATH, C reference skipped (Debian: apt-get install gcc liburing-dev)")

@@ -55,6 +55,7 @@ func fioArgs(e *env, p *plan) []string {
 	case "fsync":
 		args = append(args, "--fsync=1")
 	}
+	args = append(args, e.cfg.feat.fioArgs()...)
 	if p.ops > 0 {
 		args = append(args, "--io_size="+strconv.FormatInt(p.ops*p.bs, 10))
 	} else {
@@ -97,6 +98,9 @@ func runFio(ctx context.Context, e *env, p *plan, mode string) (*result, []int64
 	}
 	args := fioArgs(e, p)
 	e.verbosef("fio job: %s %s", bin, strings.Join(args, " "))
+	if f := e.cfg.feat; f.sqpoll && !f.registerfiles {
+		e.verbosef("fio: sqthread_poll=1 makes fio register its file as well (its io_uring engine requires it); the ring engine registers it only with -registerfiles")
+	}
 	if p.needsWriteBuf() {
 		e.verbosef("fio writes its own data: its blocks are not read back by uringbench")
 	}

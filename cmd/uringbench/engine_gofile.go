@@ -17,7 +17,7 @@ func runGofile(ctx context.Context, e *env, p *plan, mode string) (*result, []in
 		return nil, nil, err
 	}
 	defer f.Close()
-	mk := func() opFunc {
+	mk := func(int) opFunc {
 		return func(k opKind, buf []byte, off int64) error {
 			switch k {
 			case opRead:
@@ -38,7 +38,7 @@ func runGofile(ctx context.Context, e *env, p *plan, mode string) (*result, []in
 			return nil
 		}
 	}
-	m, err := p.runBlocking(ctx, e, "gofile", mk)
+	m, err := p.runBlocking(ctx, e, "gofile", newBufferPool(p), mk)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	ringwake "github.com/ringwake/ringwake/runtime"
@@ -15,8 +17,16 @@ import (
 )
 
 // runRing measures ringwake in one of its two modes on a ring of its own.
+// mode is the row's label: "block" or "callback", then the features.
 func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int64, error) {
-	r, err := ringwake.New(ringwake.Config{Entries: uint32(p.qd)})
+	base, _, _ := strings.Cut(mode, "+")
+	feat := e.cfg.feat
+	cfg := ringwake.Config{Entries: uint32(p.qd)}
+	if feat.sqpoll {
+		cfg.SQPoll, cfg.SQThreadIdle = true, feat.sqpollIdle
+	}
+	before := ringFds()
+	r, err := ringwake.New(cfg)
 	if errors.Is(err, ringwake.ErrUnsupported) {
 		return nil, nil, skipf("io_uring refused by the kernel, skipped (%v)", err)
 	}
@@ -24,6 +34,10 @@ func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 		return nil, nil, err
 	}
 	defer r.Close()
+	if feat.any() && r.Backend() != ringwake.BackendIOUring {
+		return nil, nil, skipf("-%s measures an io_uring feature, and this ring runs on the %s engine: skipped", feat.names()[0], r.Backend())
+	}
+	rfd, haveRfd := newRingFd(before, ringFds())
 	fd := -1
 	if e.tgt != nil {
 		f, err := os.OpenFile(e.tgt.path, e.tgt.openFlags(), 0)
@@ -33,11 +47,45 @@ func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 		defer f.Close()
 		fd = int(f.Fd())
 	}
+	rio := ringIO{r: r, fd: fd, sqeFd: int32(fd)}
+	if feat.fixedbufs {
+		rio.fb, err = r.RegisterBuffers(p.qd, p.fixedBufSize())
+		if err != nil {
+			return nil, nil, fmt.Errorf("-fixedbufs: %w%s", err, memlockHint(err))
+		}
+	}
+	if feat.registerfiles {
+		rio.ff, err = r.RegisterFile(fd)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-registerfiles: %w", err)
+		}
+		rio.sqeFd = rio.ff.Index()
+	}
+	if feat.any() {
+		var how []string
+		if feat.fixedbufs {
+			how = append(how, fmt.Sprintf("RegisterBuffers(%d, %s), READ_FIXED/WRITE_FIXED with buffer index = slot", p.qd, formatBytes(int64(p.fixedBufSize()))))
+		}
+		if feat.registerfiles {
+			how = append(how, fmt.Sprintf("RegisterFile: the file is index %d of the registered table, IOSQE_FIXED_FILE on every request", rio.ff.Index()))
+		}
+		if feat.sqpoll {
+			idle := feat.sqpollIdle.String()
+			if feat.sqpollIdle == 0 {
+				idle = "0 (the kernel's default, 1s)"
+			}
+			how = append(how, "IORING_SETUP_SQPOLL, sq_thread_idle "+idle)
+		}
+		e.verbosef("ring/%s: %s", mode, strings.Join(how, "; "))
+	}
+	if err := e.confirmFeatures(mode, rfd, haveRfd, p.qd); err != nil {
+		return nil, nil, err
+	}
 	var m *measured
-	if mode == "callback" {
-		m, err = p.runCallback(ctx, e, r, int32(fd))
+	if base == "callback" {
+		m, err = p.runCallback(ctx, e, "ring/"+mode, rio)
 	} else {
-		m, err = p.runBlocking(ctx, e, "ring/block", func() opFunc { return ringOp(r, fd) })
+		m, err = p.runBlocking(ctx, e, "ring/"+mode, rio.bp(p), rio.blockingOp)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -52,23 +100,94 @@ func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 	return res, m.written, nil
 }
 
-// ringOp issues each op with ringwake's blocking API, as most Go code would.
-// The context is Background: the run ends by the plan's stop flag, and a
-// cancelable context would add its cost to every op.
-func ringOp(r *ringwake.Ring, fd int) opFunc {
+// confirmFeatures checks in the ring's fdinfo that the kernel set up what
+// the flags asked for, so that no row is labeled with a feature that was not
+// in effect. Without an fdinfo to read, -v says so and the run goes on.
+func (e *env) confirmFeatures(mode string, rfd int, ok bool, bufs int) error {
+	feat := e.cfg.feat
+	if !feat.any() {
+		return nil
+	}
+	if !ok {
+		e.verbosef("ring/%s: cannot tell the ring's descriptor apart in /proc/self/fd: features not confirmed", mode)
+		return nil
+	}
+	var err error
+	// fdinfo shows the SQPOLL thread only when it gets the ring's lock at
+	// once, which a busy submitter can deny it: look again before giving up.
+	for range 5 {
+		var ri ringInfo
+		if ri, err = readRingInfo(rfd); err != nil {
+			e.verbosef("ring/%s: cannot read the ring's fdinfo (%v): features not confirmed", mode, err)
+			return nil
+		}
+		if err = checkRingInfo(ri, feat, bufs); err == nil {
+			e.verbosef("ring/%s: kernel fdinfo confirms %s (%v)", mode, strings.Join(feat.names(), ", "), ri)
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("%s asked for, but %w", feat.suffix()[1:], err)
+}
+
+// ringIO is how one ring engine run reaches the file: plain descriptor or
+// registered file, plain or registered buffers.
+type ringIO struct {
+	r     *ringwake.Ring
+	fd    int   // the descriptor, for the calls that take one
+	sqeFd int32 // what the SQE's Fd holds: fd, or the registered file's index
+	fb    *ringwake.FixedBuffers
+	ff    *ringwake.FixedFile
+}
+
+// fixedBufSize is one in-flight request's registered buffer: bs, or for
+// randrw a read half and a write half, since a read would clobber the
+// pattern a later write of the same slot needs.
+func (p *plan) fixedBufSize() int {
+	if p.needsReadBuf() && p.needsWriteBuf() {
+		return 2 * int(p.bs)
+	}
+	return int(p.bs)
+}
+
+// bp returns the buffers of the run: slot i's are carved from registered
+// buffer i under -fixedbufs.
+func (rio *ringIO) bp(p *plan) *bufferPool {
+	if rio.fb == nil {
+		return newBufferPool(p)
+	}
+	return &bufferPool{bs: int(p.bs), fixed: rio.fb}
+}
+
+// blockingOp issues slot's ops with ringwake's blocking API, as most Go code
+// would. The context is Background: the run ends by the plan's stop flag,
+// and a cancelable context would add its cost to every op.
+func (rio *ringIO) blockingOp(slot int) opFunc {
 	ctx := context.Background()
+	r, fd, fb, ff := rio.r, rio.fd, rio.fb, rio.ff
+	read := func(buf []byte, off int64) (int, error) { return r.ReadAt(ctx, fd, buf, off) }
+	write := func(buf []byte, off int64) (int, error) { return r.WriteAt(ctx, fd, buf, off) }
+	// validateFeatures refuses fb and ff together for this mode.
+	switch {
+	case fb != nil:
+		read = func(buf []byte, off int64) (int, error) { return fb.ReadAt(ctx, fd, slot, buf, off) }
+		write = func(buf []byte, off int64) (int, error) { return fb.WriteAt(ctx, fd, slot, buf, off) }
+	case ff != nil:
+		read = func(buf []byte, off int64) (int, error) { return ff.ReadAt(ctx, buf, off) }
+		write = func(buf []byte, off int64) (int, error) { return ff.WriteAt(ctx, buf, off) }
+	}
 	return func(k opKind, buf []byte, off int64) error {
 		switch k {
 		case opNop:
 			return r.Nop(ctx)
 		case opRead:
-			n, err := r.ReadAt(ctx, fd, buf, off)
+			n, err := read(buf, off)
 			if err == nil && n != len(buf) {
 				err = fmt.Errorf("short read: %d of %d bytes at %d", n, len(buf), off)
 			}
 			return err
 		default:
-			n, err := r.WriteAt(ctx, fd, buf, off)
+			n, err := write(buf, off)
 			if err == nil && n != len(buf) {
 				err = fmt.Errorf("short write: %d of %d bytes at %d", n, len(buf), off)
 			}
@@ -87,7 +206,9 @@ func ringOp(r *ringwake.Ring, fd int) opFunc {
 type cbRun struct {
 	p     *plan
 	r     *ringwake.Ring
-	fd    int32
+	fd    int32 // the SQE's Fd: a descriptor, or a registered file's index
+	sqeFl uint8 // sqe.FixedFile under -registerfiles
+	fixed bool  // READ_FIXED/WRITE_FIXED from registered buffer slot i
 	slots []cbSlot
 	hist  *hdrhistogram.Histogram
 	ops   int64
@@ -102,6 +223,7 @@ type cbRun struct {
 // cbSlot is one in-flight request, reused for every op it carries.
 type cbSlot struct {
 	sqe     sqe.SQE
+	id      uint16 // the slot's index, which is its registered buffer's index
 	rng     rng
 	rbuf    []byte
 	wbuf    []byte
@@ -114,18 +236,22 @@ type cbSlot struct {
 	cb      func(res int32, flags uint32)
 }
 
-func (p *plan) runCallback(ctx context.Context, e *env, r *ringwake.Ring, fd int32) (*measured, error) {
-	c := &cbRun{p: p, r: r, fd: fd, slots: make([]cbSlot, p.qd), hist: newHist(), done: make(chan struct{})}
-	bp := newBufferPool(p)
+func (p *plan) runCallback(ctx context.Context, e *env, label string, rio ringIO) (*measured, error) {
+	c := &cbRun{p: p, r: rio.r, fd: rio.sqeFd, fixed: rio.fb != nil, slots: make([]cbSlot, p.qd), hist: newHist(), done: make(chan struct{})}
+	if rio.ff != nil {
+		c.sqeFl = sqe.FixedFile
+	}
+	bp := rio.bp(p)
 	for i := range c.slots {
 		s := &c.slots[i]
+		s.id = uint16(i) // qd <= maxQD < 1<<16
 		s.rng = newRNG(p.seed, i)
 		s.rbuf, s.wbuf = bp.slot(p, i)
 		// One closure per slot, made here once: the refill path allocates nothing.
 		id := i
 		s.cb = func(res int32, _ uint32) { c.complete(id, res) }
 	}
-	stopBar := e.startProgress("ring/callback", p)
+	stopBar := e.startProgress(label, p)
 	defer stopBar()
 	mt := startMeter()
 	// Claim every first op before the first Submit: callbacks start firing
@@ -174,17 +300,32 @@ func (c *cbRun) issue(s *cbSlot, n int64, start int64) error {
 	s.kind = p.kind(&s.rng)
 	s.off = p.offset(n, &s.rng)
 	s.syncing = false
-	switch s.kind {
-	case opNop:
-		s.sqe.PrepNop()
-	case opRead:
-		s.sqe.PrepRead(c.fd, s.rbuf, uint64(s.off))
-	default:
+	if s.kind != opRead && s.kind != opNop {
 		stamp(s.wbuf, s.off, p.tag)
-		s.sqe.PrepWrite(c.fd, s.wbuf, uint64(s.off))
 	}
+	c.prep(s)
 	s.start = start
 	return c.r.Submit(&s.sqe, s.cb)
+}
+
+// prep fills s.sqe for the slot's op with the run's features.
+func (c *cbRun) prep(s *cbSlot) {
+	switch {
+	case s.kind == opNop:
+		s.sqe.PrepNop()
+		return
+	case s.syncing:
+		s.sqe.PrepFsync(c.fd, 0)
+	case s.kind == opRead && c.fixed:
+		s.sqe.PrepReadFixed(c.fd, s.rbuf, uint64(s.off), s.id)
+	case s.kind == opRead:
+		s.sqe.PrepRead(c.fd, s.rbuf, uint64(s.off))
+	case c.fixed:
+		s.sqe.PrepWriteFixed(c.fd, s.wbuf, uint64(s.off), s.id)
+	default:
+		s.sqe.PrepWrite(c.fd, s.wbuf, uint64(s.off))
+	}
+	s.sqe.Flags |= c.sqeFl
 }
 
 // complete runs on the poller goroutine for every completion of slot id.
@@ -197,7 +338,7 @@ func (c *cbRun) complete(id int, res int32) {
 	}
 	if s.kind == opWriteSync && !s.syncing {
 		s.syncing = true
-		s.sqe.PrepFsync(c.fd, 0)
+		c.prep(s)
 		if err := c.r.Submit(&s.sqe, s.cb); err != nil {
 			c.fail(err)
 			c.retire()

@@ -6,6 +6,19 @@
 //	go run ./cmd/uringbench                                  # randread 4k qd 32, every engine
 //	go run ./cmd/uringbench -workload nop -mode callback     # ringwake vs C liburing
 //	go run ./cmd/uringbench -workload randwrite -bs 16k -qd 8 -json
+//	go run ./cmd/uringbench -engine ring,fio -fixedbufs      # registered buffers, ringwake and fio
+//
+// -fixedbufs (one registered buffer per in-flight request), -registerfiles
+// (the file through the registered file table) and -sqpoll (a kernel thread
+// polls the submission queue; -sqpoll-idle, 2ms by default, is how long it
+// spins idle) apply to the ring engine, and to fio as fixedbufs=1,
+// registerfiles=1 and sqthread_poll=1 (with which fio registers its file
+// too); they show in the mode column, such as block+fixedbufs, and -v shows
+// the kernel's fdinfo confirming them. They are refused (exit 2) where they
+// would measure nothing or the blocking API cannot express them: -fixedbufs
+// or -registerfiles with nop, an -engine list without ring or fio, and in
+// block mode -fixedbufs with -registerfiles, or -registerfiles with fsync
+// (use -mode callback).
 //
 // Exit status: 0 on success, 1 when a run fails, 2 for bad flags (one line on
 // stderr, before any work starts).
@@ -85,12 +98,12 @@ func (e *env) engineRuns() []engineRun {
 		switch name {
 		case "ring":
 			for _, m := range e.cfg.modes {
-				runs = append(runs, engineRun{"ring", m, runRing})
+				runs = append(runs, engineRun{"ring", m + e.cfg.feat.suffix(), runRing})
 			}
 		case "gofile":
 			runs = append(runs, engineRun{"gofile", "block", runGofile})
 		case "fio":
-			runs = append(runs, engineRun{"fio", "io_uring", runFio})
+			runs = append(runs, engineRun{"fio", "io_uring" + e.cfg.feat.forFio().suffix(), runFio})
 		case "cref":
 			if e.cfg.workload != "nop" && !e.cfg.explicit["engine"] {
 				continue // a nop-only reference has nothing to say about file I/O

@@ -16,8 +16,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/ringwake/ringwake/internal/uringtest"
+	ringwake "github.com/ringwake/ringwake/runtime"
+	"github.com/ringwake/ringwake/sqe"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
@@ -88,6 +91,10 @@ func sane(t *testing.T, r result, workload string, bs int64, qd int, ops int64) 
 		t.Errorf("%s: lat_ns %+v, want 0 < p50 <= p99 <= p999 <= max", name, r.Lat)
 	}
 }
+
+// onFallback reports whether RINGWAKE_BACKEND=fallback puts every ring on
+// the software engine, which the feature flags refuse to measure.
+func onFallback() bool { return os.Getenv("RINGWAKE_BACKEND") == ringwake.BackendFallback }
 
 func haveFio() bool {
 	_, err := exec.LookPath("fio")
@@ -227,6 +234,16 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"randread"},
 		{"-file", filepath.Join(dir, "no", "such", "dir", "f.dat")},
 		{"-file", dir},
+		{"-workload", "nop", "-fixedbufs"},
+		{"-workload", "nop", "-registerfiles", "-mode", "callback"},
+		{"-fixedbufs", "-registerfiles"},
+		{"-fixedbufs", "-registerfiles", "-mode", "block"},
+		{"-registerfiles", "-workload", "fsync"},
+		{"-engine", "gofile", "-sqpoll"},
+		{"-engine", "gofile,cref", "-fixedbufs"},
+		{"-sqpoll-idle", "5ms"},
+		{"-sqpoll", "-sqpoll-idle", "-1ms"},
+		{"-sqpoll-idle", "soon", "-sqpoll"},
 	} {
 		code, stdout, stderr := cli(t, args...)
 		if code != 2 {
@@ -463,6 +480,19 @@ func TestMeasuredLoopsDoNotAllocate(t *testing.T) {
 	if len(m) != 2 {
 		t.Fatalf("-v reports no allocation counts: %s", stderr)
 	}
+	// The feature paths prepare different SQEs and must stay as lean. The
+	// fallback engine skips feature runs, as TestFeatureFlags checks.
+	if !onFallback() {
+		code, _, stderr = cli(t, "-ops", "20000", "-size", "4m", "-file", file, "-engine", "ring", "-mode", "callback", "-fixedbufs", "-registerfiles", "-v")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		mf := regexp.MustCompile(`(ring/callback\+fixedbufs\+registerfiles): ([0-9.]+) heap allocations per op`).FindAllStringSubmatch(stderr, -1)
+		if len(mf) != 1 {
+			t.Fatalf("-v reports no allocation count for the features run: %s", stderr)
+		}
+		m = append(m, mf...)
+	}
 	for _, x := range m {
 		// A per-op allocation would show as >= 1; the rest is run setup and
 		// the Go runtime's own bookkeeping.
@@ -509,5 +539,194 @@ func TestFioJobMirrorsFlags(t *testing.T) {
 	}
 	if strings.Contains(args, "--readonly") || strings.Contains(args, "--time_based") {
 		t.Errorf("fsync fio job %q is read-only or time-based", args)
+	}
+}
+
+// TestFeatureFlags runs every feature flag for a few hundred ops in both ring
+// modes (and in fio, where it is installed) and checks the rows' modes, the
+// kernel's own account of the ring (fdinfo), and for writing workloads the
+// data written through registered buffers and files.
+func TestFeatureFlags(t *testing.T) {
+	uringtest.Require(t)
+	dir := t.TempDir()
+	const ops, qd = 300, 8
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		workload string
+		ring     []string // ring rows' modes
+		fio      string   // fio's mode, "" when fio does not run
+	}{
+		{"fixedbufs", []string{"-fixedbufs"}, "randread",
+			[]string{"block+fixedbufs", "callback+fixedbufs"}, "io_uring+fixedbufs"},
+		{"registerfiles", []string{"-registerfiles"}, "randread",
+			[]string{"block+registerfiles", "callback+registerfiles"}, "io_uring+registerfiles"},
+		{"sqpoll", []string{"-sqpoll"}, "randread",
+			[]string{"block+sqpoll", "callback+sqpoll"}, "io_uring+registerfiles+sqpoll"},
+		{"sqpoll idle", []string{"-sqpoll", "-sqpoll-idle", "0"}, "randread",
+			[]string{"block+sqpoll", "callback+sqpoll"}, "io_uring+registerfiles+sqpoll"},
+		{"fixedbufs randrw", []string{"-fixedbufs"}, "randrw",
+			[]string{"block+fixedbufs", "callback+fixedbufs"}, "io_uring+fixedbufs"},
+		{"registerfiles randwrite", []string{"-registerfiles"}, "randwrite",
+			[]string{"block+registerfiles", "callback+registerfiles"}, "io_uring+registerfiles"},
+		{"fixedbufs fsync", []string{"-fixedbufs"}, "fsync",
+			[]string{"block+fixedbufs", "callback+fixedbufs"}, "io_uring+fixedbufs"},
+		{"registerfiles fsync callback", []string{"-registerfiles", "-mode", "callback"}, "fsync",
+			[]string{"callback+registerfiles"}, "io_uring+registerfiles"},
+		{"all callback", []string{"-fixedbufs", "-registerfiles", "-sqpoll", "-mode", "callback"}, "randwrite",
+			[]string{"callback+fixedbufs+registerfiles+sqpoll"}, "io_uring+fixedbufs+registerfiles+sqpoll"},
+		{"sqpoll nop", []string{"-sqpoll"}, "nop",
+			[]string{"block+sqpoll", "callback+sqpoll"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".dat")
+			args := append([]string{"-workload", tc.workload, "-ops", strconv.Itoa(ops), "-qd", strconv.Itoa(qd),
+				"-bs", "4k", "-size", "1m", "-file", file, "-engine", "ring,fio", "-json", "-v"}, tc.args...)
+			code, stdout, stderr := cli(t, args...)
+			if onFallback() {
+				// The software engine has no SQPOLL thread nor kernel
+				// registrations: its rows would be mislabeled, so they go.
+				if !strings.Contains(stderr, "runs on the fallback engine: skipped") {
+					t.Errorf("RINGWAKE_BACKEND=fallback: the ring rows were not skipped: %s", stderr)
+				}
+				if tc.fio == "" {
+					if code != 1 || !strings.Contains(stderr, "no engine could run") {
+						t.Errorf("exit %d, want 1 with no engine left: %s", code, stderr)
+					}
+					return
+				}
+				tc.ring = nil
+			}
+			if code != 0 {
+				t.Fatalf("%q: exit %d: %s", args, code, stderr)
+			}
+			rs := decode(t, stdout)
+			var want []string
+			for _, m := range tc.ring {
+				want = append(want, "ring/"+m)
+				// The kernel, not uringbench, says the features were in effect.
+				if !strings.Contains(stderr, "ring/"+m+": kernel fdinfo confirms ") {
+					t.Errorf("ring/%s: no fdinfo confirmation on stderr: %s", m, stderr)
+				}
+			}
+			if tc.fio != "" && haveFio() {
+				want = append(want, "fio/"+tc.fio)
+			}
+			if got := engineKeys(rs); !slices.Equal(got, want) {
+				t.Fatalf("rows %v, want %v (stderr: %s)", got, want, stderr)
+			}
+			for _, r := range rs {
+				sane(t, r, tc.workload, 4096, qd, ops)
+			}
+			if tc.workload != "randread" && tc.workload != "nop" {
+				for _, m := range tc.ring {
+					re := regexp.MustCompile(regexp.QuoteMeta("ring/"+m) + `: [1-9][0-9]* written blocks read back and verified`)
+					if !re.MatchString(stderr) {
+						t.Errorf("ring/%s: writes not verified: %s", m, stderr)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestFeatureSQEs checks the SQE each feature makes the callback engine send.
+func TestFeatureSQEs(t *testing.T) {
+	buf := alignedBuffer(8192)
+	rbuf, wbuf := buf[:4096], buf[4096:]
+	for _, tc := range []struct {
+		name    string
+		c       *cbRun
+		kind    opKind
+		syncing bool
+		op      uint8
+		fd      int32
+		flags   uint8
+		index   uint16
+		addr    *byte
+	}{
+		{"read", &cbRun{fd: 7}, opRead, false, sqe.OpRead, 7, 0, 0, &rbuf[0]},
+		{"write", &cbRun{fd: 7}, opWrite, false, sqe.OpWrite, 7, 0, 0, &wbuf[0]},
+		{"read fixed", &cbRun{fd: 7, fixed: true}, opRead, false, sqe.OpReadFixed, 7, 0, 5, &rbuf[0]},
+		{"write fixed", &cbRun{fd: 7, fixed: true}, opWriteSync, false, sqe.OpWriteFixed, 7, 0, 5, &wbuf[0]},
+		{"read registered file", &cbRun{fd: 2, sqeFl: sqe.FixedFile}, opRead, false, sqe.OpRead, 2, sqe.FixedFile, 0, &rbuf[0]},
+		{"fsync registered file", &cbRun{fd: 2, sqeFl: sqe.FixedFile, fixed: true}, opWriteSync, true, sqe.OpFsync, 2, sqe.FixedFile, 0, nil},
+		{"both", &cbRun{fd: 2, sqeFl: sqe.FixedFile, fixed: true}, opRead, false, sqe.OpReadFixed, 2, sqe.FixedFile, 5, &rbuf[0]},
+		{"nop", &cbRun{fd: 2, sqeFl: sqe.FixedFile, fixed: true}, opNop, false, sqe.OpNop, -1, 0, 0, nil},
+	} {
+		s := &cbSlot{id: 5, rbuf: rbuf, wbuf: wbuf, kind: tc.kind, syncing: tc.syncing, off: 8192}
+		s.sqe.Flags = 0xff // prep must not keep stale flags from the slot's last op
+		tc.c.prep(s)
+		q := &s.sqe
+		var addr uint64
+		if tc.addr != nil {
+			addr = uint64(uintptr(unsafe.Pointer(tc.addr)))
+		}
+		if q.Opcode != tc.op || q.Fd != tc.fd || q.Flags != tc.flags || q.BufIndex != tc.index || q.Addr != addr {
+			t.Errorf("%s: opcode %s fd %d flags %#x buf_index %d addr %#x; want %s fd %d flags %#x buf_index %d addr %#x",
+				tc.name, sqe.OpName(q.Opcode), q.Fd, q.Flags, q.BufIndex, q.Addr, sqe.OpName(tc.op), tc.fd, tc.flags, tc.index, addr)
+		}
+		if tc.addr != nil && (q.Len != 4096 || q.Off != 8192) {
+			t.Errorf("%s: len %d off %d, want 4096 at 8192", tc.name, q.Len, q.Off)
+		}
+	}
+}
+
+func TestParseRingInfo(t *testing.T) {
+	const sample = "pos:\t0\nflags:\t02000002\nSqMask:\t0x7\nSqThread:\t4242\nSqThreadCpu:\t1\n" +
+		"UserFiles:\t1024\n    0: f.dat\n    1: <none>\nUserBufs:\t2\n    0: 0xc000100000/4096\n    1: 0xc000101000/4096\nPollList:\n"
+	ri, err := parseRingInfo(sample)
+	if err != nil || ri != (ringInfo{sqThread: 4242, userFiles: 1024, userBufs: 2}) {
+		t.Fatalf("parseRingInfo = %+v, %v", ri, err)
+	}
+	if err := checkRingInfo(ri, features{fixedbufs: true, registerfiles: true, sqpoll: true}, 2); err != nil {
+		t.Errorf("a ring with every feature refused: %v", err)
+	}
+	for name, c := range map[string]struct {
+		ri   ringInfo
+		f    features
+		bufs int
+	}{
+		"no sq thread": {ringInfo{sqThread: -1}, features{sqpoll: true}, 0},
+		"no files":     {ringInfo{sqThread: -1}, features{registerfiles: true}, 0},
+		"few buffers":  {ringInfo{sqThread: -1, userBufs: 4}, features{fixedbufs: true}, 8},
+	} {
+		if err := checkRingInfo(c.ri, c.f, c.bufs); err == nil {
+			t.Errorf("%s: checkRingInfo accepted %+v for %+v", name, c.ri, c.f)
+		}
+	}
+	if _, err := parseRingInfo("pos:\t0\nSqThread:\t-1\n"); err == nil {
+		t.Error("an fdinfo without UserFiles and UserBufs parsed")
+	}
+	if _, err := parseRingInfo("SqThread:\tx\nUserFiles:\t0\nUserBufs:\t0\n"); err == nil {
+		t.Error("a malformed SqThread line parsed")
+	}
+}
+
+func TestFioFeatureOptions(t *testing.T) {
+	c, err := parseFlags([]string{"-fixedbufs", "-sqpoll", "-engine", "ring,fio,gofile"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{cfg: c, tgt: &target{path: "/data/f", size: 1 << 20, direct: true}}
+	args := strings.Join(fioArgs(e, e.newPlan(0)), " ")
+	for _, want := range []string{"--ioengine=io_uring", "--fixedbufs=1", "--sqthread_poll=1"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("fio job %q lacks %q", args, want)
+		}
+	}
+	if strings.Contains(args, "--registerfiles") {
+		t.Errorf("fio job %q registers files the flags did not ask for", args)
+	}
+	var modes []string
+	for _, r := range e.engineRuns() {
+		modes = append(modes, r.name+"/"+r.mode)
+	}
+	want := []string{"ring/block+fixedbufs+sqpoll", "ring/callback+fixedbufs+sqpoll", "fio/io_uring+fixedbufs+registerfiles+sqpoll", "gofile/block"}
+	if !slices.Equal(modes, want) {
+		t.Errorf("runs %v, want %v", modes, want)
+	}
+	if c.feat.sqpollIdle != defaultSQPollIdle {
+		t.Errorf("-sqpoll-idle defaults to %v, want %v", c.feat.sqpollIdle, defaultSQPollIdle)
 	}
 }
