@@ -407,3 +407,17 @@ func (f *FixedFile) WriteAt(ctx context.Context, p []byte, off int64) (int, erro
 	res, err := f.r.do(ctx, "write", f.fd, &s, unsafe.Pointer(unsafe.SliceData(p)))
 	return int(res), err
 }
+
+// Fsync is fsync(2), or fdatasync(2) when datasync is set, through the
+// registered descriptor.
+func (f *FixedFile) Fsync(ctx context.Context, datasync bool) error {
+	var s sqe.SQE
+	var flags uint32
+	if datasync {
+		flags = sqe.FsyncDatasync
+	}
+	s.PrepFsync(f.idx, flags)
+	s.Flags |= sqe.FixedFile
+	_, err := f.r.do(ctx, "fsync", f.fd, &s, nil)
+	return err
+}

@@ -221,6 +221,24 @@ func TestFixedFiles(t *testing.T) {
 	if _, err := ff2.WriteAt(ctx, []byte("x"), 0); !errors.Is(err, syscall.EBADF) {
 		t.Fatalf("write through a read-only fixed file: %v", err)
 	}
+	w, err := os.Create(filepath.Join(t.TempDir(), "fixed-sync"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	wf, err := r.RegisterFile(int(w.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := wf.WriteAt(ctx, []byte("durable"), 0); err != nil || n != 7 {
+		t.Fatalf("fixed WriteAt = %d, %v", n, err)
+	}
+	if err := wf.Fsync(ctx, true); err != nil {
+		t.Fatalf("fixed Fsync: %v", err)
+	}
+	if err := wf.Unregister(); err != nil {
+		t.Fatal(err)
+	}
 	if err := ff.Unregister(); err != nil {
 		t.Fatal(err)
 	}
