@@ -18,6 +18,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ringwake/ringwake/poller"
 	"github.com/ringwake/ringwake/sqe"
 )
@@ -176,10 +178,6 @@ func (e *OpError) Error() string {
 }
 func (e *OpError) Unwrap() error { return e.Err }
 
-func opErr(op string, fd int, res int32) error {
-	return &OpError{Op: op, Fd: fd, Err: syscall.Errno(-res)}
-}
-
 // do runs one blocking request and maps the kernel result to Go's
 // conventions. keep is the memory the kernel uses until the completion.
 func (r *Ring) do(ctx context.Context, op string, fd int, s *sqe.SQE, keep unsafe.Pointer) (int32, error) {
@@ -191,6 +189,20 @@ func (r *Ring) do(ctx context.Context, op string, fd int, s *sqe.SQE, keep unsaf
 		return res, opErr(op, fd, res)
 	}
 	return res, nil
+}
+
+// errDirectAlign explains the usual EINVAL on an O_DIRECT descriptor.
+var errDirectAlign = fmt.Errorf("%w (O_DIRECT needs the buffer address, offset and length aligned to the device's logical block size, usually 512 or 4096 bytes; AlignedBuffer makes such buffers)", syscall.EINVAL)
+
+func opErr(op string, fd int, res int32) error {
+	errno := syscall.Errno(-res)
+	if errno == syscall.EINVAL && fd >= 0 {
+		// Only on this error path: one fcntl to tell a misaligned O_DIRECT transfer apart.
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil && fl&unix.O_DIRECT != 0 {
+			return &OpError{Op: op, Fd: fd, Err: errDirectAlign}
+		}
+	}
+	return &OpError{Op: op, Fd: fd, Err: errno}
 }
 
 // Nop sends a no-op through the ring and waits for its completion.
