@@ -174,11 +174,10 @@ func New(cfg Config) (*Poller, error) {
 	}
 	newRing := ring.New
 	if cfg.Soft {
+		// NewSoft validates rp as New does and drops what it cannot do
+		// (SQPOLL, task-run flags); the loop must not act on SQPOLL either.
 		newRing = ring.NewSoft
-		rp.SQPoll, rp.SQThreadIdle, rp.CoopTaskrun, rp.TaskrunFlag = false, 0, false, false
-		p0 := cfg
-		p0.SQPoll = false
-		cfg = p0
+		cfg.SQPoll = false
 	}
 	r, err := newRing(rp)
 	if err != nil {

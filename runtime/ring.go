@@ -186,7 +186,7 @@ func (r *Ring) do(ctx context.Context, op string, fd int, s *sqe.SQE, keep unsaf
 		return 0, &OpError{Op: op, Fd: fd, Err: err}
 	}
 	if res < 0 {
-		return res, opErr(op, fd, res)
+		return 0, opErr(op, fd, res)
 	}
 	return res, nil
 }

@@ -24,6 +24,9 @@ func (r *Ring) RegisterFiles(fds []int32) error {
 	if uint64(len(fds)) > math.MaxUint32 {
 		return fmt.Errorf("ringwake: RegisterFiles: %d files is too many", len(fds))
 	}
+	if r.soft != nil {
+		return r.soft.registerFiles(fds)
+	}
 	if _, errno := r.register(RegFiles, unsafe.Pointer(&fds[0]), uint32(len(fds))); errno != 0 {
 		return registerError("files", errno)
 	}
@@ -35,6 +38,9 @@ func (r *Ring) RegisterFiles(fds []int32) error {
 func (r *Ring) RegisterFilesSparse(n uint32) error {
 	if n == 0 {
 		return errors.New("ringwake: RegisterFilesSparse: zero slots")
+	}
+	if r.soft != nil {
+		return r.soft.registerFilesSparse(n)
 	}
 	arg := rsrcRegister{nr: n, flags: RsrcRegisterSparse}
 	if _, errno := r.register(RegFiles2, unsafe.Pointer(&arg), uint32(unsafe.Sizeof(arg))); errno != 0 {
@@ -53,6 +59,9 @@ func (r *Ring) UpdateFiles(off uint32, fds []int32) (int, error) {
 	if uint64(len(fds)) > math.MaxUint32 {
 		return 0, fmt.Errorf("ringwake: UpdateFiles: %d files is too many", len(fds))
 	}
+	if r.soft != nil {
+		return r.soft.updateFiles(off, fds)
+	}
 	arg := filesUpdate{offset: off, fds: &fds[0]}
 	n, errno := r.register(RegFilesUpdate, unsafe.Pointer(&arg), uint32(len(fds)))
 	if errno != 0 {
@@ -63,6 +72,9 @@ func (r *Ring) UpdateFiles(off uint32, fds []int32) (int, error) {
 
 // UnregisterFiles removes the fixed-file table.
 func (r *Ring) UnregisterFiles() error {
+	if r.soft != nil {
+		return r.soft.unregisterFiles()
+	}
 	if _, errno := r.register(RegUnregisterFiles, nil, 0); errno != 0 {
 		return registerError("unregister files", errno)
 	}
@@ -88,6 +100,9 @@ func (r *Ring) RegisterBuffers(bufs [][]byte) error {
 		iov[i].Base = &b[0]
 		iov[i].SetLen(len(b))
 	}
+	if r.soft != nil {
+		return r.soft.registerBuffers(bufs)
+	}
 	if _, errno := r.register(RegBuffers, unsafe.Pointer(&iov[0]), uint32(len(iov))); errno != 0 {
 		return registerError("buffers", errno)
 	}
@@ -97,6 +112,9 @@ func (r *Ring) RegisterBuffers(bufs [][]byte) error {
 
 // UnregisterBuffers removes the fixed buffers.
 func (r *Ring) UnregisterBuffers() error {
+	if r.soft != nil {
+		return r.soft.unregisterBuffers()
+	}
 	if _, errno := r.register(RegUnregisterBuffers, nil, 0); errno != 0 {
 		return registerError("unregister buffers", errno)
 	}
@@ -110,6 +128,9 @@ func (r *Ring) RegisterEventfd(fd int) error {
 	if fd < 0 || fd > math.MaxInt32 {
 		return fmt.Errorf("ringwake: RegisterEventfd: bad fd %d", fd)
 	}
+	if r.soft != nil {
+		return r.soft.registerEventfd(fd)
+	}
 	efd := int32(fd)
 	if _, errno := r.register(RegEventfd, unsafe.Pointer(&efd), 1); errno != 0 {
 		return registerError("eventfd", errno)
@@ -119,6 +140,9 @@ func (r *Ring) RegisterEventfd(fd int) error {
 
 // UnregisterEventfd removes the registered eventfd.
 func (r *Ring) UnregisterEventfd() error {
+	if r.soft != nil {
+		return r.soft.unregisterEventfd()
+	}
 	if _, errno := r.register(RegUnregisterEventfd, nil, 0); errno != 0 {
 		return registerError("unregister eventfd", errno)
 	}
@@ -148,6 +172,9 @@ func (p *Probe) LastOp() uint8 {
 
 // Probe asks the kernel which opcodes it supports.
 func (r *Ring) Probe() (*Probe, error) {
+	if r.soft != nil {
+		return r.soft.probe(), nil
+	}
 	// The kernel insists the probe buffer arrives zeroed.
 	arg := new(probeArg)
 	if _, errno := r.register(RegProbe, unsafe.Pointer(arg), probeOps); errno != 0 {

@@ -123,6 +123,10 @@ type Ring struct {
 	// SINGLE_ISSUER any other thread's register call fails with EEXIST.
 	// Immutable afterwards; nil if the kernel refused the probe.
 	probe *Probe
+
+	// soft is the software engine standing in for the kernel (NewSoft);
+	// nil on an io_uring ring.
+	soft *softEngine
 }
 
 // New sets up a ring. Optional flags the kernel rejects with EINVAL are
@@ -357,6 +361,13 @@ func (r *Ring) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.soft != nil {
+		err := r.soft.close()
+		r.sqHead, r.sqTail, r.sqFlags, r.sqDropped = nil, nil, nil, nil
+		r.cqHead, r.cqTail, r.cqFlags, r.cqOverflow = nil, nil, nil, nil
+		r.sqes, r.cqeSlice = nil, nil
+		return err
+	}
 	r.unmap()
 	r.sqHead, r.sqTail, r.sqFlags, r.sqDropped = nil, nil, nil, nil
 	r.cqHead, r.cqTail, r.cqFlags, r.cqOverflow = nil, nil, nil, nil

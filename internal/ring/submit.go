@@ -92,6 +92,9 @@ func enterError(errno syscall.Errno) error {
 // is only returned by the kernel when nothing was submitted, so a retry never
 // submits twice. Safe for concurrent use (the kernel serializes submission).
 func (r *Ring) Enter(toSubmit, minComplete, flags uint32) (int, error) {
+	if r.soft != nil {
+		return r.soft.enter(toSubmit, minComplete, flags, 0, false)
+	}
 	for {
 		n, _, errno := unix.Syscall6(iosys.SYS_IO_URING_ENTER, uintptr(r.fd),
 			uintptr(toSubmit), uintptr(minComplete), uintptr(flags), 0, 0)
@@ -110,6 +113,9 @@ func (r *Ring) Enter(toSubmit, minComplete, flags uint32) (int, error) {
 // the kernel reports only their count. A retry after EINTR waits only for
 // what is left of timeout.
 func (r *Ring) EnterTimeout(toSubmit, minComplete, flags uint32, timeout time.Duration) (int, error) {
+	if r.soft != nil {
+		return r.soft.enter(toSubmit, minComplete, flags, timeout, true)
+	}
 	if r.features&FeatExtArg == 0 {
 		return 0, errNoExtArg
 	}
