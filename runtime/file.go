@@ -235,9 +235,19 @@ func (f *File) Write(p []byte) (int, error) {
 	defer f.decref()
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
+	return f.writeAll(context.Background(), p, -1)
+}
+
+// writeAll repeats pwrite until all of p is written, at off onwards, or at
+// the file position when off is -1.
+func (f *File) writeAll(ctx context.Context, p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) {
-		m, err := f.pwrite(context.Background(), p[n:], filePosition)
+		at := filePosition
+		if off >= 0 {
+			at = uint64(off) + uint64(n)
+		}
+		m, err := f.pwrite(ctx, p[n:], at)
 		if err != nil {
 			return n, f.pathErr("write", err)
 		}
@@ -266,18 +276,7 @@ func (f *File) WriteAtContext(ctx context.Context, p []byte, off int64) (int, er
 	if f.appendMode {
 		return 0, &os.PathError{Op: "writeat", Path: f.name, Err: errWriteAtInAppendMode}
 	}
-	n := 0
-	for n < len(p) {
-		m, err := f.pwrite(ctx, p[n:], uint64(off)+uint64(n))
-		if err != nil {
-			return n, f.pathErr("write", err)
-		}
-		if m == 0 {
-			return n, &os.PathError{Op: "write", Path: f.name, Err: io.ErrShortWrite}
-		}
-		n += m
-	}
-	return n, nil
+	return f.writeAll(ctx, p, off)
 }
 
 // Seek sets the file position for the next Read or Write, as os.File.Seek.
