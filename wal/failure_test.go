@@ -1,0 +1,181 @@
+package wal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringwake/ringwake/internal/uringtest"
+)
+
+// TestStickyFailure makes one write, or one fdatasync, fail with EIO while 64
+// appenders run. The failure must be sticky: every Append not yet answered,
+// and every later one, returns it; no record with an LSN above the first
+// failed one is reported durable, even though the kernel completed the
+// request behind the injected failure (and, for a write, the fdatasync
+// linked to it) successfully; and after a reopen every acknowledged record
+// is there.
+func TestStickyFailure(t *testing.T) {
+	for _, tc := range []struct {
+		op  string
+		bit uint32
+	}{{"write", failNextWrite}, {"fdatasync", failNextSync}} {
+		for mode, o := range modes(small) {
+			t.Run(tc.op+"/"+mode, func(t *testing.T) {
+				dir := t.TempDir()
+				l := openT(t, dir, o)
+				var mu sync.Mutex
+				acked := map[uint64][]byte{}
+				var failed []uint64 // LSNs of queued records that failed
+				var errs []error
+				var wg sync.WaitGroup
+				for g := range 64 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := 0; ; i++ {
+							r := testRecord(g, i)
+							lsn, err := l.Append(context.Background(), r)
+							mu.Lock()
+							if err == nil {
+								acked[lsn] = r
+							} else {
+								errs = append(errs, err)
+								if lsn != 0 {
+									failed = append(failed, lsn)
+								}
+							}
+							mu.Unlock()
+							if err != nil {
+								return
+							}
+						}
+					}()
+				}
+				waitFor(t, "some appends durable", func() bool { return l.DurableLSN() > 300 })
+				l.testFail.Or(tc.bit)
+				wg.Wait()
+
+				if len(errs) != 64 {
+					t.Fatalf("%d appenders saw an error, want all 64", len(errs))
+				}
+				for _, err := range errs {
+					if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), tc.op) {
+						t.Fatalf("Append error %q: want EIO from the %s", err, tc.op)
+					}
+				}
+				var maxAcked uint64
+				for lsn := range acked {
+					maxAcked = max(maxAcked, lsn)
+				}
+				minFailed := uint64(math.MaxUint64)
+				for _, lsn := range failed {
+					minFailed = min(minFailed, lsn)
+				}
+				if maxAcked >= minFailed {
+					t.Fatalf("LSN %d reported durable after LSN %d failed", maxAcked, minFailed)
+				}
+				if _, err := l.Append(context.Background(), []byte("later")); !errors.Is(err, syscall.EIO) {
+					t.Fatalf("Append after the failure: %v", err)
+				}
+				if err := l.Close(); !errors.Is(err, syscall.EIO) {
+					t.Fatalf("Close after the failure: %v", err)
+				}
+				// Close waited for every request in flight, including any
+				// that completed successfully after the failure.
+				if d := l.DurableLSN(); d != maxAcked {
+					t.Fatalf("DurableLSN %d after Close, highest acknowledged %d", d, maxAcked)
+				}
+
+				l = openT(t, dir, o)
+				defer l.Close()
+				recs := replayAll(t, l)
+				for _, r := range recs {
+					if _, _, err := checkTestRecord(r.rec); err != nil {
+						t.Fatalf("LSN %d: %v", r.lsn, err)
+					}
+				}
+				for lsn, r := range acked {
+					if lsn > uint64(len(recs)) || !bytes.Equal(recs[lsn-1].rec, r) {
+						t.Fatalf("acknowledged LSN %d missing or changed after reopen", lsn)
+					}
+				}
+				if _, err := l.Append(context.Background(), []byte("reopened")); err != nil {
+					t.Fatalf("Append after reopen: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// TestNoSpace runs the log on a 1 MiB tmpfs until it is full: the segment
+// that does not fit fails with ENOSPC, which is then sticky; every record
+// acknowledged before is intact after a reopen.
+func TestNoSpace(t *testing.T) {
+	uringtest.Require(t)
+	if os.Geteuid() != 0 {
+		if uringtest.InCI() {
+			t.Fatal("TestNoSpace mounts a tmpfs and needs root in CI")
+		}
+		t.Skip("mounting a 1 MiB tmpfs needs root; set CI=true to make this a failure")
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v", mnt, err)
+	}
+	// Cleanups run last-in first-out: this one before TempDir's removal.
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			t.Errorf("unmount %s: %v", mnt, err)
+		}
+	})
+	o := Options{SegmentSize: 256 << 10, BufferSize: 16 << 10}
+	l := openT(t, mnt, o)
+	var acked [][]byte
+	var err error
+	for i := 0; err == nil; i++ {
+		if i > 10_000 {
+			t.Fatal("a 1 MiB file system never filled up")
+		}
+		r := testRecord(5, i)
+		if _, err = l.Append(context.Background(), r); err == nil {
+			acked = append(acked, r)
+		}
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append on a full file system: %v, want ENOSPC", err)
+	}
+	if len(acked) < 100 {
+		t.Fatalf("only %d records fit in 1 MiB", len(acked))
+	}
+	if _, err := l.Append(context.Background(), []byte("x")); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append after ENOSPC: %v", err)
+	}
+	if err := l.Close(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Close after ENOSPC: %v", err)
+	}
+
+	l = openT(t, mnt, o)
+	defer l.Close()
+	recs := replayAll(t, l)
+	if len(recs) != len(acked) {
+		t.Fatalf("replayed %d records, %d were acknowledged", len(recs), len(acked))
+	}
+	for i := range recs {
+		if !bytes.Equal(recs[i].rec, acked[i]) {
+			t.Fatalf("LSN %d differs", recs[i].lsn)
+		}
+	}
+	// Still no room for the next segment.
+	if _, err := l.Append(context.Background(), []byte("x")); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append on the reopened full log: %v", err)
+	}
+}

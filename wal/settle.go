@@ -1,0 +1,109 @@
+package wal
+
+import (
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringwake/ringwake/sqe"
+)
+
+// Settling is the pipeline's commit delay. With one fdatasync in flight, a
+// closed-loop crowd of appenders splits in two halves that alternate: the
+// half an fdatasync wakes re-appends while the next fdatasync, started at
+// once for the other half, is already in flight, so every fdatasync covers
+// only half of them. After an fdatasync completes and its broadcast woke W
+// appenders, the pipeline starts no new I/O until W more records arrived (the
+// appender that brings the W-th submits the write and its linked fdatasync)
+// or until an IORING_OP_TIMEOUT of half the recent fdatasync latency
+// completes, whichever is first. Where the woken do not come back (an open
+// loop), a settle times out with fewer than half of them back, and settling
+// backs off: it is skipped for 1, 2, 4, ... up to 64 fdatasyncs, so such
+// workloads pay the delay on at most one fdatasync in 64.
+
+const (
+	settleMin        = 10 * time.Microsecond
+	settleMax        = time.Millisecond
+	settleMaxBackoff = 64
+)
+
+// startSettleLocked decides, when an fdatasync has completed, whether to
+// settle before the next, and begins the settle if so.
+func (l *Log) startSettleLocked() bool {
+	if d := time.Since(l.syncStart); l.syncEWMA == 0 {
+		l.syncEWMA = d
+	} else {
+		l.syncEWMA += (d - l.syncEWMA) / 8
+	}
+	if l.closing || l.opts.noSettle {
+		return false
+	}
+	if l.settleSkip > 0 {
+		l.settleSkip--
+		return false
+	}
+	l.settling = true
+	l.settleEpoch++
+	l.settleSeen, l.settleTarget = 0, 0
+	return true
+}
+
+// settleArm runs once the broadcast woke woken appenders: it sets the
+// target, or ends the settle at once if there is nobody to wait for, and
+// otherwise arms the timeout through the ring.
+func (l *Log) settleArm(epoch uint64, woken int) {
+	l.mu.Lock()
+	if !l.settling || l.settleEpoch != epoch {
+		l.mu.Unlock()
+		return
+	}
+	if woken == 0 || l.settleSeen >= woken || l.closing {
+		l.endSettleLocked(true)
+		l.finishLocked(wakes{})
+		return
+	}
+	l.settleTarget = woken
+	d := min(max(l.syncEWMA/2, settleMin), settleMax)
+	if l.settleFor > 0 {
+		d = l.settleFor
+	}
+	ts := &unix.Timespec{Sec: int64(d / time.Second), Nsec: int64(d % time.Second)}
+	l.mu.Unlock()
+	var s sqe.SQE
+	s.PrepTimeout(ts, 0, 0)
+	err := l.ring.Submit(&s, func(int32, uint32) {
+		runtime.KeepAlive(ts) // the kernel reads it when it takes the SQE
+		l.settleExpired(epoch)
+	})
+	if err != nil {
+		l.mu.Lock()
+		if l.settling && l.settleEpoch == epoch {
+			l.endSettleLocked(true)
+		}
+		l.finishLocked(wakes{})
+	}
+}
+
+// settleExpired is the timeout's completion. Close does not wait for it (it
+// carries no data): Ring.Close cancels it, and it then finds nothing to do.
+func (l *Log) settleExpired(epoch uint64) {
+	l.mu.Lock()
+	if l.settling && l.settleEpoch == epoch {
+		l.endSettleLocked(2*l.settleSeen >= l.settleTarget)
+	}
+	l.finishLocked(wakes{})
+}
+
+// endSettleLocked ends the settle; a settle most of the crowd did not come
+// back for makes the next ones rarer.
+func (l *Log) endSettleLocked(useful bool) {
+	l.settling = false
+	if useful {
+		l.settleBackoff = 0
+		return
+	}
+	l.settleBackoff = min(max(1, 2*l.settleBackoff), settleMaxBackoff)
+	l.settleSkip = l.settleBackoff
+	l.stats.settleMisses.Add(1)
+}
