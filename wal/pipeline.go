@@ -263,7 +263,11 @@ func (l *Log) toWriteLocked() *batch {
 //     linked to an fdatasync of its segment in the same submission;
 //   - one fdatasync at a time: when none is in flight and written data is not
 //     yet covered, for the oldest such segment, unless a write to that same
-//     segment is in flight (its completion links or issues the fdatasync).
+//     segment is in flight (its completion links or issues the fdatasync);
+//   - with a write to the current segment, maybe a slice of the next
+//     segment's zero-fill (prepZeroLocked).
+//
+// Nothing starts after a failure or while the log settles (settle.go).
 func (l *Log) kickLocked() (p plan) {
 	if l.err != nil || l.hold || l.settling {
 		return

@@ -39,7 +39,9 @@ func (l *Log) Replay(fn func(lsn uint64, record []byte) error) error {
 			// cache that could hold a stale copy of the last block.
 			flag |= syscall.O_DIRECT
 		}
+		l.readSem <- struct{}{} // the open takes a ring slot too
 		f, err := l.ring.Open(path, flag, 0)
+		<-l.readSem
 		if err != nil {
 			return fmt.Errorf("wal: replay: %w", err)
 		}

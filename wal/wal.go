@@ -9,8 +9,9 @@
 // one submission, or, while an fdatasync is in flight, the write alone so that
 // the next fdatasync only has to flush. One fdatasync is in flight at a time;
 // its completion wakes every appender it covered with one broadcast on the
-// commit queue (key: the durable LSN). Appenders that find no buffer space
-// sleep exclusively and are woken one per freed buffer.
+// commit queue (key: the durable LSN), after which the pipeline waits briefly
+// for the appenders it woke to append again (settle.go). Appenders that find
+// no buffer space sleep exclusively and are woken one per freed buffer.
 //
 // docs/wal.md describes the on-disk format, the protocol and the crash test.
 package wal
@@ -254,10 +255,11 @@ func (l *Log) Direct() bool { return l.direct }
 // MaxRecordSize is the longest record Append takes.
 func (l *Log) MaxRecordSize() int { return l.maxRec }
 
-// ringEntries sizes the Log's private ring. The pipeline keeps at most two
-// requests in flight, segment preparation one per segment, Replay at most
-// maxReplayReads: far below this, so a completion callback that submits the
-// next step never finds the ring full and never blocks the poller.
+// ringEntries sizes the Log's private ring. A Log keeps at most four
+// pipeline requests (a write, its fdatasync, a zero-fill slice and its
+// sync_file_range), one settle timeout, a few per segment being prepared and
+// maxReplayReads Replay opens and reads in flight: far below this, so a
+// completion callback that submits the next step never finds the ring full.
 const (
 	ringEntries    = 64
 	maxReplayReads = 16
