@@ -364,7 +364,9 @@ func TestConcurrentEntryOps(t *testing.T) {
 		owned.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(o), 9))
 			mine := entries[o*perOwner : (o+1)*perOwner]
-			for range steps {
+			// Keep going until the wakers have met a queued entry: without
+			// -race the owners can finish before a waker is even scheduled.
+			for i := 0; i < steps || (woken.Load() == 0 && i < 1000*steps); i++ {
 				e, q := mine[r.IntN(perOwner)], &qs[r.IntN(2)]
 				switch r.IntN(5) {
 				case 0:
