@@ -148,6 +148,8 @@ type firedCallback struct {
 	done  func(res int32, flags uint32)
 	res   int32
 	flags uint32
+	idx   uint32
+	final bool // the request's last completion: its slot is freed before callbacks run
 }
 
 const (
@@ -883,7 +885,7 @@ func (p *Poller) dispatch(cqes []ring.CQE) {
 			done++
 		}
 		if s.done != nil {
-			fired = append(fired, firedCallback{s.done, c.Res, c.Flags})
+			fired = append(fired, firedCallback{s.done, c.Res, c.Flags, idx, !more})
 			if !more {
 				s.tag.Store(uint64(gen)<<2 | slotDone)
 				freed = true
@@ -897,18 +899,9 @@ func (p *Poller) dispatch(cqes []ring.CQE) {
 	}
 	if freed {
 		p.mu.Lock()
-		for i := range cqes {
-			c := &cqes[i]
-			if c.UserData&internalTag != 0 || c.Flags&ring.CQEFMore != 0 {
-				continue
-			}
-			idx := uint32(c.UserData)
-			if idx >= uint32(len(p.slots)) {
-				continue
-			}
-			s := &p.slots[idx]
-			if s.tag.Load() == uint64(uint32(c.UserData>>32)&genMask)<<2|slotDone && s.done != nil {
-				p.releaseLocked(idx)
+		for i := range fired {
+			if fired[i].final {
+				p.releaseLocked(fired[i].idx)
 			}
 		}
 		p.mu.Unlock()

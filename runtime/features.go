@@ -185,20 +185,7 @@ func (r *Ring) Statx(ctx context.Context, dirfd int, path string, flags, mask ui
 
 // Openat is openat(2) through the ring; it returns the new descriptor.
 func (r *Ring) Openat(ctx context.Context, dirfd int, path string, flags int, mode uint32) (int, error) {
-	p, err := syscall.BytePtrFromString(path)
-	if err != nil {
-		return -1, &os.PathError{Op: "openat", Path: path, Err: err}
-	}
-	var s sqe.SQE
-	s.PrepOpenat(int32(dirfd), p, uint32(flags|syscall.O_CLOEXEC), mode)
-	res, _, err := r.p.Do(ctx, &s, unsafe.Pointer(p))
-	if err == nil && res < 0 {
-		err = syscall.Errno(-res)
-	}
-	if err != nil {
-		return -1, &os.PathError{Op: "openat", Path: path, Err: err}
-	}
-	return int(res), nil
+	return r.openat(ctx, "openat", dirfd, path, flags, mode)
 }
 
 // CloseFd is close(2) through the ring. Unlike File.Close it does not wait

@@ -55,7 +55,7 @@ var (
 // Open opens name with os.OpenFile's flag and perm, through the ring
 // (IORING_OP_OPENAT), and returns a File whose I/O goes through r.
 func (r *Ring) Open(name string, flag int, perm os.FileMode) (*File, error) {
-	fd, err := r.openat(context.Background(), name, flag, syscallMode(perm))
+	fd, err := r.openat(context.Background(), "open", unix.AT_FDCWD, name, flag, syscallMode(perm))
 	if err != nil {
 		return nil, err
 	}
@@ -313,19 +313,11 @@ func (f *File) Close() error {
 	// A request published after a cancel escapes it: cancel again until drained.
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for first := true; ; first = false {
+	for {
 		select {
 		case <-f.drained:
 			return f.os.Close()
 		default:
-		}
-		if !first {
-			<-t.C
-			select {
-			case <-f.drained:
-				return f.os.Close()
-			default:
-			}
 		}
 		f.r.p.CancelFd(int32(f.fd))
 		select {

@@ -264,25 +264,23 @@ func (r *Ring) Fsync(ctx context.Context, fd int, datasync bool) error {
 	return err
 }
 
-// openat opens name through the ring.
-func (r *Ring) openat(ctx context.Context, name string, flag int, perm uint32) (int, error) {
+// openat is openat(2) through the ring; op names the call in errors.
+func (r *Ring) openat(ctx context.Context, op string, dirfd int, name string, flag int, perm uint32) (int, error) {
 	path, err := syscall.BytePtrFromString(name)
 	if err != nil {
-		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+		return -1, &os.PathError{Op: op, Path: name, Err: err}
 	}
 	var s sqe.SQE
-	s.PrepOpenat(int32(unixAtFdcwd), path, uint32(flag|syscall.O_CLOEXEC), perm)
+	s.PrepOpenat(int32(dirfd), path, uint32(flag|syscall.O_CLOEXEC), perm)
 	res, _, err := r.p.Do(ctx, &s, unsafe.Pointer(path))
-	if err != nil {
-		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	if err == nil && res < 0 {
+		err = syscall.Errno(-res)
 	}
-	if res < 0 {
-		return -1, &os.PathError{Op: "open", Path: name, Err: syscall.Errno(-res)}
+	if err != nil {
+		return -1, &os.PathError{Op: op, Path: name, Err: err}
 	}
 	return int(res), nil
 }
-
-const unixAtFdcwd = -100
 
 // SubmitBatch submits ss in order as one unit, with one io_uring_enter at
 // most: no other goroutine's SQE lands between them, so IOLink and
