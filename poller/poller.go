@@ -47,6 +47,13 @@ type Config struct {
 	SQThreadIdle time.Duration // SQPOLL idle time before the kernel thread sleeps
 	CoopTaskrun  bool          // IORING_SETUP_COOP_TASKRUN|TASKRUN_FLAG: fewer IPIs, completions run at the next enter
 	Soft         bool          // run on ring.NewSoft, the portable engine, instead of the kernel's io_uring
+	// IOPerEnter is the most SQEs one io_uring_enter carries while reads or
+	// writes are among them: the kernel holds back (plugs) the block I/O of a
+	// larger submission until its end, which on virtio-blk here cost a
+	// quarter of the random-read IOPS at 32 in flight. Submissions without
+	// block I/O (NOPs, fsync, timeouts) still go in one enter. 0 means 4;
+	// a negative value means no limit.
+	IOPerEnter int
 
 	// OnCallbackPanic receives the value of a panic raised by a Submit
 	// callback; the poller has recovered and goes on. Nil re-panics the value
@@ -125,6 +132,12 @@ type Poller struct {
 	backlog     waitqueue.Queue // exclusive sleepers waiting for a slot
 	closing     bool            // under mu: no SQE is published after it is set
 
+	// submitMu serialises the enters that submit (ring.SubmitChunks reads
+	// published SQEs, whose slots another enter would hand back).
+	submitMu  sync.Mutex
+	ioChunk   uint32      // SQEs per enter while block I/O is pending; 0: no limit
+	ioPending atomic.Bool // a read or write was published since the last submit
+
 	closed   atomic.Bool
 	pending  atomic.Int64 // SQEs published whose final CQE has not been reaped
 	state    atomic.Int32 // pollerRunning, pollerParked or pollerInKernel
@@ -186,7 +199,15 @@ func New(cfg Config) (*Poller, error) {
 		return nil, err
 	}
 	n := r.SQEntries()
+	chunk := uint32(4)
+	switch {
+	case cfg.IOPerEnter < 0:
+		chunk = 0
+	case cfg.IOPerEnter > 0:
+		chunk = uint32(min(cfg.IOPerEnter, int(n)))
+	}
 	p := &Poller{
+		ioChunk: chunk,
 		ring:    r,
 		cfg:     cfg,
 		slots:   make([]Slot, n),
@@ -600,6 +621,9 @@ func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE) uint64 {
 	*q = *s
 	q.UserData = ud
 	p.lastSQE = q
+	if isBlockIO(s.Opcode) && !p.ioPending.Load() {
+		p.ioPending.Store(true)
+	}
 	p.pending.Add(1)
 	p.stats.submitted.Add(1)
 	return ud
@@ -613,9 +637,34 @@ func (p *Poller) getSQELocked() *sqe.SQE {
 		if q := p.ring.GetSQE(); q != nil {
 			return q
 		}
-		p.ring.Submit()
+		p.submit()
 		runtime.Gosched()
 	}
+}
+
+// submit hands the published SQEs to the kernel, in chunks of ioChunk when
+// block I/O is among them (see Config.IOPerEnter).
+func (p *Poller) submit() {
+	p.submitMu.Lock()
+	chunk := uint32(0)
+	if p.ioPending.Load() {
+		// Cleared before the SQ is read: a read published after this
+		// point sets it again for the next submit.
+		p.ioPending.Store(false)
+		chunk = p.ioChunk
+	}
+	p.ring.SubmitChunks(chunk)
+	p.submitMu.Unlock()
+}
+
+// isBlockIO reports the opcodes the kernel plugs the block layer for.
+func isBlockIO(op uint8) bool {
+	switch op {
+	case sqe.OpRead, sqe.OpWrite, sqe.OpReadv, sqe.OpWritev, sqe.OpReadFixed,
+		sqe.OpWriteFixed, sqe.OpReadvFixed, sqe.OpWritevFixed:
+		return true
+	}
+	return false
 }
 
 // cancel asks the kernel to cancel the request with user_data ud.
@@ -761,7 +810,7 @@ func (p *Poller) kick() {
 		// The read lock keeps Close from unmapping the ring under this call.
 		p.unmapMu.RLock()
 		if !p.unmapped {
-			p.ring.Submit()
+			p.submit()
 		}
 		p.unmapMu.RUnlock()
 	}
@@ -798,13 +847,13 @@ func (p *Poller) loop() {
 				}
 				yielded = false
 				p.stats.enters.Add(1)
-				p.ring.Submit()
+				p.submit()
 				continue
 			}
 			// The SQ thread consumes on its own; enter only to wake it.
 			if p.ring.NeedWakeup() {
 				p.stats.enters.Add(1)
-				p.ring.Submit()
+				p.submit()
 			}
 		}
 		if p.pending.Load() == 0 {
