@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,6 +36,10 @@ type File struct {
 	refs    atomic.Int64
 	drained chan struct{}
 
+	// fastRead: try preadv2(RWF_NOWAIT) before the ring (Config.NoCacheFastPath);
+	// cleared for good when the file system refuses RWF_NOWAIT.
+	fastRead atomic.Bool
+
 	rmu, wmu   sync.Mutex // Read and Write use the kernel's file position: one at a time each
 	appendMode bool       // O_APPEND: the kernel ignores WriteAt's offset, so WriteAt is refused
 
@@ -59,17 +64,25 @@ func (r *Ring) Open(name string, flag int, perm os.FileMode) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.newFile(fd, name, flag&os.O_APPEND != 0), nil
+	return r.newFile(fd, name, flag), nil
 }
 
 // NewFile wraps an open descriptor, which the File then owns (Close closes it).
 func (r *Ring) NewFile(fd uintptr, name string) *File {
 	fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
-	return r.newFile(int(fd), name, err == nil && fl&unix.O_APPEND != 0)
+	if err != nil {
+		// Unknown flags: assume O_DIRECT (no fast path), not O_APPEND.
+		fl = unix.O_DIRECT
+	}
+	return r.newFile(int(fd), name, fl)
 }
 
-func (r *Ring) newFile(fd int, name string, appendMode bool) *File {
-	f := &File{r: r, os: os.NewFile(uintptr(fd), name), fd: fd, name: name, drained: make(chan struct{}), appendMode: appendMode}
+func (r *Ring) newFile(fd int, name string, flag int) *File {
+	f := &File{r: r, os: os.NewFile(uintptr(fd), name), fd: fd, name: name, drained: make(chan struct{}), appendMode: flag&os.O_APPEND != 0}
+	// An O_DIRECT read with RWF_NOWAIT still waits for the device; the
+	// flags are the ones the File was opened with (setting O_DIRECT later
+	// with fcntl on Fd() is not supported).
+	f.fastRead.Store(r.fastReads && flag&unix.O_DIRECT == 0)
 	f.gs.init(f)
 	return f
 }
@@ -156,10 +169,37 @@ func (f *File) pathErr(op string, err error) error {
 
 // pread is one read through the ring; off -1 means the file position.
 func (f *File) pread(ctx context.Context, p []byte, off uint64) (int, error) {
+	if f.fastRead.Load() && len(p) > 0 {
+		n, errno := preadNowait(f.fd, p, off)
+		switch errno {
+		case 0:
+			return n, nil // maybe short, as any pread: the callers loop
+		case syscall.EAGAIN:
+			// Not (all) in the page cache: the ring waits for the device.
+		case syscall.EOPNOTSUPP, syscall.EINVAL, syscall.ENOSYS:
+			f.fastRead.Store(false) // RWF_NOWAIT refused here: stop trying
+		}
+		// Any other error is left to the ring's read to report.
+	}
 	var s sqe.SQE
 	s.PrepRead(int32(f.fd), p, off)
 	res, err := f.r.do(ctx, "read", f.fd, &s, unsafe.Pointer(unsafe.SliceData(p)))
 	return int(res), err
+}
+
+// preadNowait is preadv2(fd, p, off, RWF_NOWAIT) on the calling goroutine:
+// the data if the page cache has it, else EAGAIN without waiting. off -1
+// reads at the file position. The iovec lives on the stack: no allocation.
+func preadNowait(fd int, p []byte, off uint64) (int, syscall.Errno) {
+	iov := unix.Iovec{Base: unsafe.SliceData(p)}
+	iov.SetLen(len(p))
+	n, _, errno := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1,
+		uintptr(off), 0, unix.RWF_NOWAIT)
+	runtime.KeepAlive(p)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
 }
 
 func (f *File) pwrite(ctx context.Context, p []byte, off uint64) (int, error) {

@@ -60,6 +60,17 @@ type Config struct {
 	// IOPS that groups of four reach. Submissions without block I/O (NOPs,
 	// fsync, timeouts) are never split, and neither is a linked chain.
 	IOPerEnter int
+	// NoCacheFastPath sends every File read through the ring. By default a
+	// File opened without O_DIRECT first tries preadv2(RWF_NOWAIT) on the
+	// calling goroutine, which the kernel answers at once when the data is
+	// in the page cache, and with EAGAIN, at the cost of one short syscall,
+	// when it is not; then the read goes through the ring. That is the
+	// attempt io_uring itself makes at submission, without the round trip
+	// through the poller and the wake-up after it (docs/benchmarks.md:
+	// cached 4 KiB reads). Ring.ReadAt on a bare descriptor always uses the
+	// ring: only a File knows its descriptor is not O_DIRECT, for which
+	// RWF_NOWAIT would wait for the device on the caller's thread.
+	NoCacheFastPath bool
 	// OnCallbackPanic receives the value of a panic raised by a Submit
 	// callback, which the poller recovers from. Nil re-panics it on a new
 	// goroutine, crashing the program as an unrecovered panic would.
@@ -83,8 +94,9 @@ const (
 // Ring is an io_uring instance with its poller goroutine. It is safe for
 // concurrent use by any number of goroutines.
 type Ring struct {
-	p     *poller.Poller
-	files fileTable
+	p         *poller.Poller
+	files     fileTable
+	fastReads bool // Files opened without O_DIRECT try preadv2(RWF_NOWAIT) first
 }
 
 // Stats are the poller's counters.
@@ -115,7 +127,7 @@ func New(cfg Config) (*Ring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Ring{p: p}, nil
+	return &Ring{p: p, fastReads: !cfg.NoCacheFastPath}, nil
 }
 
 // refused tells io_uring being unavailable (no syscall, a seccomp profile,

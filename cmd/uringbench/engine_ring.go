@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,15 +38,18 @@ func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 	}
 	rfd, haveRfd := newRingFd(before, ringFds())
 	fd := -1
+	var f *ringwake.File
 	if e.tgt != nil {
-		f, err := os.OpenFile(e.tgt.path, e.tgt.openFlags(), 0)
+		// A ringwake.File, as an application would hold: block mode reads
+		// and writes through its io.ReaderAt/io.WriterAt methods.
+		f, err = r.Open(e.tgt.path, e.tgt.openFlags(), 0)
 		if err != nil {
 			return nil, nil, err
 		}
 		defer f.Close()
 		fd = int(f.Fd())
 	}
-	rio := ringIO{r: r, fd: fd, sqeFd: int32(fd)}
+	rio := ringIO{r: r, f: f, fd: fd, sqeFd: int32(fd)}
 	if feat.fixedbufs {
 		rio.fb, err = r.RegisterBuffers(p.qd, p.fixedBufSize())
 		if err != nil {
@@ -134,6 +136,7 @@ func (e *env) confirmFeatures(mode string, rfd int, ok bool, bufs int) error {
 // registered file, plain or registered buffers.
 type ringIO struct {
 	r     *ringwake.Ring
+	f     *ringwake.File
 	fd    int   // the descriptor, for the calls that take one
 	sqeFd int32 // what the SQE's Fd holds: fd, or the registered file's index
 	fb    *ringwake.FixedBuffers
@@ -164,9 +167,9 @@ func (rio *ringIO) bp(p *plan) *bufferPool {
 // and a cancelable context would add its cost to every op.
 func (rio *ringIO) blockingOp(slot int) opFunc {
 	ctx := context.Background()
-	r, fd, fb, ff := rio.r, rio.fd, rio.fb, rio.ff
-	read := func(buf []byte, off int64) (int, error) { return r.ReadAt(ctx, fd, buf, off) }
-	write := func(buf []byte, off int64) (int, error) { return r.WriteAt(ctx, fd, buf, off) }
+	r, f, fd, fb, ff := rio.r, rio.f, rio.fd, rio.fb, rio.ff
+	read := func(buf []byte, off int64) (int, error) { return f.ReadAtContext(ctx, buf, off) }
+	write := func(buf []byte, off int64) (int, error) { return f.WriteAtContext(ctx, buf, off) }
 	// validateFeatures refuses fb and ff together for this mode.
 	switch {
 	case fb != nil:
