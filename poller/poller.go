@@ -822,6 +822,7 @@ func (p *Poller) loop() {
 	defer close(p.stopped)
 	p.pollerGoid.Store(curGoid())
 	spins := 0
+	var spinFrom time.Time
 	yielded := false
 	for {
 		if n := p.ring.PeekBatch(p.cqes); n > 0 {
@@ -865,8 +866,12 @@ func (p *Poller) loop() {
 			continue
 		}
 		// In flight but nothing ready: let the goroutines just woken run
-		// (they may submit more, or completions may land) before sleeping.
-		if spins < 2 {
+		// (they may submit more, or completions may land) before sleeping,
+		// for at least two rounds and spinWait.
+		if spins == 0 {
+			spinFrom = time.Now()
+		}
+		if spins < 2 || time.Since(spinFrom) < spinWait {
 			spins++
 			runtime.Gosched()
 			continue
@@ -884,6 +889,14 @@ func (p *Poller) loop() {
 		p.state.Store(pollerRunning)
 	}
 }
+
+// spinWait is how long the poller keeps looking for completions before it
+// blocks in the kernel. A completion that lands meanwhile is reaped without
+// the poller's thread going to sleep and being woken, and without the P
+// hand-offs around a blocking syscall: on this 2-vCPU VM, randread O_DIRECT
+// block mode went from 0.86–0.98x fio to 0.96–1.12x with it (4 rounds, same
+// minutes; 30 µs was no better). It costs at most that much CPU per wait.
+const spinWait = 10 * time.Microsecond
 
 // park sleeps until a submitter or Close kicks. The re-check after the state
 // store closes the window in which a kick would have seen pollerRunning.
