@@ -60,6 +60,9 @@ type config struct {
 	cpuprof  string
 	memprof  string
 	feat     features // io_uring features for the ring and fio engines
+
+	ioPerEnter    int  // ringwake.Config.IOPerEnter
+	cacheFastPath bool // !ringwake.Config.NoCacheFastPath
 }
 
 // usageError is a bad command line: exit status 2, reported before any work.
@@ -157,6 +160,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		regfiles = fs.Bool("registerfiles", false, "ring and fio engines: the file goes through the registered file table (IOSQE_FIXED_FILE; fio registerfiles=1)")
 		sqpoll   = fs.Bool("sqpoll", false, "ring and fio engines: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL; fio sqthread_poll=1, which also registers fio's file)")
 		sqIdle   = fs.Duration("sqpoll-idle", defaultSQPollIdle, "with -sqpoll: how long the ring's SQPOLL thread spins without work before it sleeps (ms granularity; 0 is the kernel's default, 1s, which fio uses)")
+		perEnter = fs.Int("io-per-enter", 0, "ring engine: most reads/writes per io_uring_enter (ringwake.Config.IOPerEnter; 0 is ringwake's default, 4; -1 means no cap)")
+		fastPath = fs.Bool("cache-fastpath", true, "ring engine, block mode: buffered reads try preadv2(RWF_NOWAIT) before the ring, as ringwake.File does by default; false sends every read through the ring")
 	)
 	fs.Var(&bs, "bs", "block size per request (units k/m/g)")
 	fs.Var(&size, "size", "bytes of the file to run on (units k/m/g)")
@@ -191,6 +196,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		memprof:  *memprof,
 		explicit: map[string]bool{},
 		feat:     features{fixedbufs: *fixed, registerfiles: *regfiles, sqpoll: *sqpoll, sqpollIdle: *sqIdle},
+
+		ioPerEnter:    *perEnter,
+		cacheFastPath: *fastPath,
 	}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
 	switch {

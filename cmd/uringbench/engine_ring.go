@@ -20,7 +20,7 @@ import (
 func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int64, error) {
 	base, _, _ := strings.Cut(mode, "+")
 	feat := e.cfg.feat
-	cfg := ringwake.Config{Entries: uint32(p.qd)}
+	cfg := ringwake.Config{Entries: uint32(p.qd), IOPerEnter: e.cfg.ioPerEnter, NoCacheFastPath: !e.cfg.cacheFastPath}
 	if feat.sqpoll {
 		cfg.SQPoll, cfg.SQThreadIdle = true, feat.sqpollIdle
 	}

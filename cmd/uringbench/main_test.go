@@ -188,6 +188,41 @@ func TestBufferedWarmAndTimeBound(t *testing.T) {
 	}
 }
 
+// -io-per-enter and -cache-fastpath reach the ring: a warm buffered run with
+// the fast path on submits no read to the ring in block mode, one with it off
+// submits every one (-v reports the ring's counts).
+func TestRingTuningFlags(t *testing.T) {
+	uringtest.Require(t)
+	file := filepath.Join(t.TempDir(), "f.dat")
+	counts := regexp.MustCompile(`ring/block: (\d+) requests in`)
+	for _, tc := range []struct {
+		args    []string
+		viaRing bool
+	}{
+		{[]string{"-io-per-enter", "-1"}, false},
+		{[]string{"-io-per-enter", "1", "-cache-fastpath=false"}, true},
+	} {
+		args := append([]string{"-workload", "randread", "-direct=false", "-cache", "warm", "-ops", "300",
+			"-qd", "4", "-bs", "4k", "-size", "1m", "-file", file, "-keep", "-engine", "ring", "-mode", "block", "-json", "-v"}, tc.args...)
+		code, stdout, stderr := cli(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, stderr)
+		}
+		for _, r := range decode(t, stdout) {
+			sane(t, r, "randread", 4096, 4, 300)
+		}
+		m := counts.FindStringSubmatch(stderr)
+		if m == nil {
+			t.Fatalf("%v: no request count in -v output:\n%s", tc.args, stderr)
+		}
+		n, _ := strconv.Atoi(m[1])
+		// Beyond the reads: the openat of the file goes through the ring.
+		if tc.viaRing != (n >= 300) || (!tc.viaRing && n > 1) {
+			t.Errorf("%v: %d requests through the ring for 300 cached reads", tc.args, n)
+		}
+	}
+}
+
 func TestTableOutput(t *testing.T) {
 	uringtest.Require(t)
 	file := filepath.Join(t.TempDir(), "f.dat")
