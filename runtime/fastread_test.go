@@ -14,6 +14,17 @@ import (
 	ringwake "github.com/ringwake/ringwake/runtime"
 )
 
+// openFile opens name on r, closed at the end of the test.
+func openFile(t *testing.T, r *ringwake.Ring, name string, flag int) *ringwake.File {
+	t.Helper()
+	f, err := r.Open(name, flag, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
 // submitted is how many requests the ring has published so far.
 func submitted(r *ringwake.Ring) uint64 { return r.Stats().Submitted }
 
@@ -55,11 +66,7 @@ func TestFileReadCacheFastPath(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRing(t, tc.cfg)
-			f, err := r.Open(name, tc.flag, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f := openFile(t, r, name, tc.flag)
 			before := submitted(r)
 			if tc.alignedIO {
 				buf := ringwake.AlignedBuffer(4096, 4096)
@@ -85,11 +92,7 @@ func TestFileReadFastPathAdvancesPosition(t *testing.T) {
 	want := pattern(12, 300_001)
 	name := dataFile(t, want)
 	r := newRing(t, ringwake.Config{})
-	f, err := r.Open(name, os.O_RDONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openFile(t, r, name, os.O_RDONLY)
 	before := submitted(r)
 	got, err := io.ReadAll(io.LimitReader(f, int64(len(want))+10))
 	if err != nil || !bytes.Equal(got, want) {
@@ -123,11 +126,7 @@ func TestFileReadUncachedGoesThroughRing(t *testing.T) {
 	cached := residentPages(t, of, len(want))
 
 	r := newRing(t, ringwake.Config{})
-	f, err := r.Open(name, os.O_RDONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openFile(t, r, name, os.O_RDONLY)
 	before := submitted(r)
 	readBlocks(t, f, want)
 	viaRing := submitted(r) - before
@@ -160,11 +159,7 @@ func residentPages(t *testing.T, f *os.File, size int) int {
 // through the ring, correctly, every time.
 func TestFileReadNoNowaitSupport(t *testing.T) {
 	r := newRing(t, ringwake.Config{})
-	f, err := r.Open("/proc/self/status", os.O_RDONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openFile(t, r, "/proc/self/status", os.O_RDONLY)
 	for i := 0; i < 3; i++ {
 		buf := make([]byte, 64)
 		n, err := f.ReadAt(buf, 0)
@@ -177,11 +172,7 @@ func TestFileReadNoNowaitSupport(t *testing.T) {
 func TestFileReadFastPathAllocationFree(t *testing.T) {
 	want := pattern(14, 64<<10)
 	r := newRing(t, ringwake.Config{})
-	f, err := r.Open(dataFile(t, want), os.O_RDONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openFile(t, r, dataFile(t, want), os.O_RDONLY)
 	buf := make([]byte, 4096)
 	allocs := testing.AllocsPerRun(200, func() {
 		if n, err := f.ReadAt(buf, 8192); err != nil || n != len(buf) {

@@ -198,11 +198,16 @@ func TestCQOverflow(t *testing.T) {
 // Publish under the caller's lock, Submit from every producer without it,
 // and one consumer reaping with bounded waits.
 func TestConcurrentSubmit(t *testing.T) {
-	const producers, perProducer = 4, 400
-	r := newRing(t, Params{Entries: 16})
+	concurrentNops(t, newRing(t, Params{Entries: 16}), 4, 400)
+}
+
+// concurrentNops has producers goroutines publish perProducer NOPs each
+// through a shared lock and submit them, while one consumer reaps: every NOP
+// must complete exactly once. Shared by the kernel ring and the software one.
+func concurrentNops(t *testing.T, r *Ring, producers, perProducer int) {
 	var mu sync.Mutex
 	total := producers * perProducer
-	var seen [producers * perProducer]atomic.Bool
+	seen := make([]atomic.Bool, total)
 	errc := make(chan error, producers+1)
 	var wg sync.WaitGroup
 	for p := 0; p < producers; p++ {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -238,70 +236,7 @@ func TestSoftCQOverflow(t *testing.T) {
 // TestSoftConcurrentSubmit: producers publish under a lock and all call
 // Submit concurrently; one consumer reaps. Each SQE is consumed once.
 func TestSoftConcurrentSubmit(t *testing.T) {
-	const producers, perProducer = 4, 500
-	r := newSoftRing(t, Params{Entries: 16})
-	var mu sync.Mutex
-	total := producers * perProducer
-	seen := make([]atomic.Bool, total)
-	errc := make(chan error, producers+1)
-	var wg sync.WaitGroup
-	for p := 0; p < producers; p++ {
-		wg.Add(1)
-		go func(p int) {
-			defer wg.Done()
-			for i := 0; i < perProducer; i++ {
-				for {
-					mu.Lock()
-					s := r.GetSQE()
-					if s != nil {
-						prepNop(s, uint64(p*perProducer+i))
-						r.Publish()
-					}
-					mu.Unlock()
-					if _, err := r.Submit(); err != nil {
-						errc <- err
-						return
-					}
-					if s != nil {
-						break
-					}
-					runtime.Gosched()
-				}
-			}
-		}(p)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]CQE, 8)
-		for got := 0; got < total; {
-			k := r.PeekBatch(buf)
-			for _, c := range buf[:k] {
-				if c.UserData >= uint64(total) || seen[c.UserData].Swap(true) {
-					errc <- fmt.Errorf("user data %d unexpected or duplicate", c.UserData)
-					return
-				}
-			}
-			got += k
-			if k > 0 {
-				continue
-			}
-			if _, err := r.EnterTimeout(0, 1, EnterGetEvents, 50*time.Millisecond); err != nil && !errors.Is(err, syscall.ETIME) {
-				errc <- err
-				return
-			}
-		}
-	}()
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		t.Fatal(err)
-	}
-	for i := range seen {
-		if !seen[i].Load() {
-			t.Fatalf("NOP %d never completed", i)
-		}
-	}
+	concurrentNops(t, newSoftRing(t, Params{Entries: 16}), 4, 500)
 }
 
 func TestSoftEnterTimeoutAndErrors(t *testing.T) {
