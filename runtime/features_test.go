@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -398,4 +399,33 @@ func TestSQPoll(t *testing.T) {
 		}
 	}
 	within(t, "SQPOLL callbacks", wg.Wait)
+}
+
+// With one read per io_uring_enter, the poller must still send each read and
+// its LINK_TIMEOUT down together: a timeout split from its read would start
+// a chain of its own (and fail), and the read on an empty pipe would never
+// end. 24 goroutines at once, so that the SQ holds many pairs per submit.
+func TestReadAtTimeoutPairsSurviveChunking(t *testing.T) {
+	r := newRing(t, ringwake.Config{Entries: 64, IOPerEnter: 1})
+	var wg sync.WaitGroup
+	errs := make(chan error, 24)
+	for g := 0; g < 24; g++ {
+		rd, _ := rawPipe(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				n, err := r.ReadAtTimeout(context.Background(), rd, make([]byte, 8), 0, 5*time.Millisecond)
+				if !errors.Is(err, ringwake.ErrTimeout) || n != 0 {
+					errs <- fmt.Errorf("ReadAtTimeout on an empty pipe = %d, %v; want ErrTimeout", n, err)
+					return
+				}
+			}
+		}()
+	}
+	within(t, "every linked timeout to fire", wg.Wait)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
