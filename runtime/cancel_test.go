@@ -295,23 +295,7 @@ func TestCanceledBacklogWaiterPassesSlotOn(t *testing.T) {
 	r := newRing(t, ringwake.Config{Entries: 4})
 	pr, pw := rawPipe(t)
 	capacity := r.Capacity()
-	fill := func() (*sync.WaitGroup, error) {
-		var wg sync.WaitGroup
-		for range capacity {
-			wg.Add(1)
-			var s sqe.SQE
-			s.PrepRead(int32(pr), make([]byte, 1), 0)
-			if err := r.Submit(&s, func(res int32, _ uint32) {
-				if res != 1 {
-					t.Errorf("pipe read res %d, want 1", res)
-				}
-				wg.Done()
-			}); err != nil {
-				return nil, err
-			}
-		}
-		return &wg, nil
-	}
+	fill := func() (*sync.WaitGroup, error) { return pipeReads(t, r, pr, capacity) }
 	drain := func(wg *sync.WaitGroup) {
 		if _, err := unix.Write(pw, make([]byte, capacity)); err != nil {
 			t.Fatal(err)
@@ -516,19 +500,9 @@ func TestCapacityInFlight(t *testing.T) {
 		t.Fatalf("Capacity = %d for Entries 100", capacity)
 	}
 	pr, pw := rawPipe(t)
-	var wg sync.WaitGroup
-	for range capacity {
-		wg.Add(1)
-		var s sqe.SQE
-		s.PrepRead(int32(pr), make([]byte, 1), 0)
-		if err := r.Submit(&s, func(res int32, _ uint32) {
-			if res != 1 {
-				t.Errorf("read res %d", res)
-			}
-			wg.Done()
-		}); err != nil {
-			t.Fatal(err)
-		}
+	wg, err := pipeReads(t, r, pr, capacity)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if b := r.Stats().Backlogged; b != 0 {
 		t.Fatalf("%d submitters slept with only %d requests in flight", b, capacity)

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -349,58 +347,10 @@ func TestFallbackBackpressure(t *testing.T) {
 // Sync concurrently; fsyncs are shared, and every block a Sync
 // acknowledged is in the file, read back through a fresh os.File.
 func TestFallbackGroupCommitNoLostWrites(t *testing.T) {
-	const writers, rounds, block = 32, 10, 4096
-	r := newFallbackRing(t, ringwake.Config{Entries: 64})
-	name := filepath.Join(t.TempDir(), "journal")
-	f, err := r.Open(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var acked [writers]atomic.Int32
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for round := range rounds {
-				seq := uint32(round*writers + w)
-				if _, err := f.WriteAt(pattern(seq, block), int64(seq)*block); err != nil {
-					t.Errorf("writer %d round %d: WriteAt: %v", w, round, err)
-					return
-				}
-				if err := f.Sync(); err != nil {
-					t.Errorf("writer %d round %d: Sync: %v", w, round, err)
-					return
-				}
-				acked[w].Add(1)
-			}
-		}()
-	}
-	within(t, "the writers", wg.Wait)
-	syncs, fsyncs := f.SyncStats()
+	const writers, rounds = 32, 10
+	syncs, fsyncs := groupCommit(t, newFallbackRing(t, ringwake.Config{Entries: 64}), writers, rounds)
 	t.Logf("Syncs %d, fsyncs %d", syncs, fsyncs)
 	if syncs != writers*rounds || fsyncs == 0 || fsyncs >= syncs {
 		t.Fatalf("SyncStats = %d Syncs, %d fsyncs: want %d Syncs sharing fewer fsyncs", syncs, fsyncs, writers*rounds)
-	}
-	fresh, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close()
-	got := make([]byte, block)
-	verified := 0
-	for w := range writers {
-		for round := range int(acked[w].Load()) {
-			seq := uint32(round*writers + w)
-			if _, err := fresh.ReadAt(got, int64(seq)*block); err != nil {
-				t.Fatalf("block %d: %v", seq, err)
-			}
-			equalBytes(t, fmt.Sprintf("acknowledged block %d", seq), got, pattern(seq, block))
-			verified++
-		}
-	}
-	if verified != writers*rounds {
-		t.Fatalf("verified %d blocks, want %d", verified, writers*rounds)
 	}
 }

@@ -214,14 +214,7 @@ func (fz *fuzzRun) run() {
 // fuzzWithin is within with a bound suited to one fuzz input.
 func fuzzWithin(t *testing.T, what string, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn()
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
+	if _, ok := waitUpTo(fn, 30*time.Second); !ok {
 		t.Fatalf("%s did not return", what)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringwake/ringwake/internal/uringtest"
 	ringwake "github.com/ringwake/ringwake/runtime"
+	"github.com/ringwake/ringwake/sqe"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(cleanupM{m}) }
@@ -39,6 +40,26 @@ var benchFile struct {
 	dir  string
 	path string
 	size int64
+}
+
+// pipeReads submits n one-byte reads of the pipe pr with callbacks; the
+// WaitGroup is done when all n completed, each of which must read one byte.
+func pipeReads(t testing.TB, r *ringwake.Ring, pr, n int) (*sync.WaitGroup, error) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		var s sqe.SQE
+		s.PrepRead(int32(pr), make([]byte, 1), 0)
+		if err := r.Submit(&s, func(res int32, _ uint32) {
+			if res != 1 {
+				t.Errorf("pipe read res %d, want 1", res)
+			}
+			wg.Done()
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return &wg, nil
 }
 
 // newRing returns a ring closed at the end of the test; Close must succeed.
@@ -124,18 +145,27 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// waitUpTo runs wait on a goroutine and reports whether it returned within
+// d; the channel is closed when it returns, in time or not.
+func waitUpTo(wait func(), d time.Duration) (<-chan struct{}, bool) {
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		wait()
+	}()
+	select {
+	case <-finished:
+		return finished, true
+	case <-time.After(d):
+		return finished, false
+	}
+}
+
 // within fails the test if fn does not return: a deadlock becomes a test
 // failure with a name instead of a whole-binary timeout.
 func within(t testing.TB, what string, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn()
-	}()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
+	if _, ok := waitUpTo(fn, 60*time.Second); !ok {
 		t.Fatalf("%s did not return", what)
 	}
 }

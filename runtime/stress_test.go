@@ -274,14 +274,8 @@ func TestBacklogNotStarvedByCallbacks(t *testing.T) {
 			}
 		}()
 	}
-	finished := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(finished)
-	}()
-	select {
-	case <-finished:
-	case <-time.After(10 * time.Second):
+	finished, ok := waitUpTo(wg.Wait, 10*time.Second)
+	if !ok {
 		t.Errorf("blocking callers starved: %d of %d Nops done while resubmitting callbacks completed %d requests (Stats %+v)",
 			nops.Load(), callers*perCaller, chainOps.Load(), r.Stats())
 	}
@@ -294,24 +288,39 @@ func TestBacklogNotStarvedByCallbacks(t *testing.T) {
 // Sync, 20 rounds. Concurrent Syncs must share fsyncs, and every write a
 // Sync acknowledged must be in the file.
 func TestGroupCommit(t *testing.T) {
-	const writers, rounds, block = 64, 20, 4096
-	r := newRing(t, ringwake.Config{Entries: 128})
+	const writers, rounds = 64, 20
+	syncs, fsyncs := groupCommit(t, newRing(t, ringwake.Config{Entries: 128}), writers, rounds)
+	t.Logf("Syncs %d, fsyncs %d (%.1f Syncs per fsync)", syncs, fsyncs, float64(syncs)/float64(max(fsyncs, 1)))
+	if syncs != writers*rounds {
+		t.Errorf("SyncStats syncs = %d, want %d", syncs, writers*rounds)
+	}
+	if fsyncs == 0 || fsyncs >= syncs/2 {
+		t.Errorf("SyncStats fsyncs = %d for %d Syncs: want at least one and fewer than half", fsyncs, syncs)
+	}
+}
+
+// groupCommit runs writers goroutines on a File of r, each writing its own
+// 4 KiB block and calling Sync, rounds times. Every Sync must succeed, and
+// every block a Sync acknowledged must be in the file, read back through a
+// fresh os.File. It returns the File's SyncStats.
+func groupCommit(t *testing.T, r *ringwake.Ring, writers, rounds int) (syncs, fsyncs uint64) {
+	t.Helper()
+	const block = 4096
 	name := filepath.Join(t.TempDir(), "journal")
 	f, err := r.Open(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-
-	var acked [writers]atomic.Int32 // rounds whose Sync returned nil
+	acked := make([]atomic.Int32, writers) // rounds whose Sync returned nil
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for round := range rounds {
-				off := int64(round*writers+w) * block
-				if _, err := f.WriteAt(pattern(uint32(round*writers+w), block), off); err != nil {
+				seq := uint32(round*writers + w)
+				if _, err := f.WriteAt(pattern(seq, block), int64(seq)*block); err != nil {
 					t.Errorf("writer %d round %d: WriteAt: %v", w, round, err)
 					return
 				}
@@ -323,16 +332,8 @@ func TestGroupCommit(t *testing.T) {
 			}
 		}()
 	}
-	within(t, "64 writers with Sync", wg.Wait)
-
-	syncs, fsyncs := f.SyncStats()
-	t.Logf("Syncs %d, fsyncs %d (%.1f Syncs per fsync)", syncs, fsyncs, float64(syncs)/float64(max(fsyncs, 1)))
-	if syncs != writers*rounds {
-		t.Errorf("SyncStats syncs = %d, want %d", syncs, writers*rounds)
-	}
-	if fsyncs == 0 || fsyncs >= syncs/2 {
-		t.Errorf("SyncStats fsyncs = %d for %d Syncs: want at least one and fewer than half", fsyncs, syncs)
-	}
+	within(t, fmt.Sprintf("%d writers with Sync", writers), wg.Wait)
+	syncs, fsyncs = f.SyncStats()
 
 	fresh, err := os.Open(name)
 	if err != nil {
@@ -340,17 +341,21 @@ func TestGroupCommit(t *testing.T) {
 	}
 	defer fresh.Close()
 	got := make([]byte, block)
+	verified := 0
 	for w := range writers {
 		for round := range int(acked[w].Load()) {
-			off := int64(round*writers+w) * block
-			if _, err := fresh.ReadAt(got, off); err != nil {
-				t.Fatalf("reading writer %d round %d: %v", w, round, err)
+			seq := uint32(round*writers + w)
+			if _, err := fresh.ReadAt(got, int64(seq)*block); err != nil {
+				t.Fatalf("block %d: %v", seq, err)
 			}
-			if crc(got) != crc(pattern(uint32(round*writers+w), block)) {
-				t.Errorf("writer %d round %d: acknowledged write lost or corrupted", w, round)
-			}
+			equalBytes(t, fmt.Sprintf("acknowledged block %d", seq), got, pattern(seq, block))
+			verified++
 		}
 	}
+	if verified != writers*rounds {
+		t.Fatalf("verified %d blocks, want %d", verified, writers*rounds)
+	}
+	return syncs, fsyncs
 }
 
 // TestGroupCommitSmallRing: group commit on a ring far smaller than the
@@ -383,14 +388,7 @@ func TestGroupCommitSmallRing(t *testing.T) {
 			}
 		}()
 	}
-	finished := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(finished)
-	}()
-	select {
-	case <-finished:
-	case <-time.After(10 * time.Second):
+	if finished, ok := waitUpTo(wg.Wait, 10*time.Second); !ok {
 		syncs, fsyncs := f.SyncStats()
 		t.Errorf("ring hung: %d of %d Syncs acknowledged (Syncs %d, fsyncs %d, Backlogged %d): the fsync completion sleeps for a slot on the poller",
 			acked.Load(), writers*rounds, syncs, fsyncs, r.Stats().Backlogged)

@@ -50,16 +50,20 @@ func TestABILayout(t *testing.T) {
 	}
 }
 
-func TestNopRoundTripEveryBatchSize(t *testing.T) {
+func TestNopRoundTripEveryBatchSize(t *testing.T) { roundTripEveryBatchSize(t, newRing) }
+
+// roundTripEveryBatchSize submits and reaps NOP batches of every size from 1
+// to the SQ size, alternating Submit and SubmitAndWait, on rings made by
+// newR: the kernel's and the software one.
+func roundTripEveryBatchSize(t *testing.T, newR func(testing.TB, Params) *Ring) {
 	for _, entries := range []uint32{8, 64} {
 		t.Run(fmt.Sprint(entries), func(t *testing.T) {
-			r := newRing(t, Params{Entries: entries})
+			r := newR(t, Params{Entries: entries})
 			if r.SQEntries() != entries || r.CQEntries() != 2*entries {
 				t.Fatalf("SQ/CQ entries %d/%d, want %d/%d", r.SQEntries(), r.CQEntries(), entries, 2*entries)
 			}
 			base := uint64(1) << 40
 			for n := 1; n <= int(entries); n++ {
-				// Alternate the two submission paths.
 				nopRoundTrip(t, r, base, n, n%2 == 0)
 				base += uint64(n)
 				if p, q, s := r.SQPending(), r.CQReady(), r.SQSpace(); p != 0 || q != 0 || s != entries {

@@ -164,21 +164,7 @@ func TestSoftGeometryAndFlags(t *testing.T) {
 	}
 }
 
-func TestSoftNopRoundTripEveryBatchSize(t *testing.T) {
-	for _, entries := range []uint32{8, 64} {
-		t.Run(fmt.Sprint(entries), func(t *testing.T) {
-			r := newSoftRing(t, Params{Entries: entries})
-			base := uint64(1) << 40
-			for n := 1; n <= int(entries); n++ {
-				nopRoundTrip(t, r, base, n, n%2 == 0)
-				base += uint64(n)
-				if p, q, s := r.SQPending(), r.CQReady(), r.SQSpace(); p != 0 || q != 0 || s != entries {
-					t.Fatalf("after batch %d: pending %d ready %d space %d", n, p, q, s)
-				}
-			}
-		})
-	}
-}
+func TestSoftNopRoundTripEveryBatchSize(t *testing.T) { roundTripEveryBatchSize(t, newSoftRing) }
 
 func TestSoftSQFull(t *testing.T) {
 	const entries = 8
