@@ -54,6 +54,11 @@ type Config struct {
 	// block I/O (NOPs, fsync, timeouts) still go in one enter. 0 means 4;
 	// a negative value means no limit.
 	IOPerEnter int
+	// SharedThread keeps the poller an ordinary goroutine that yields its P
+	// while it spins. By default, when GOMAXPROCS > 1 and the ring is the
+	// kernel's without SQPOLL, the poller locks itself to one OS thread
+	// (see dedicatedThread).
+	SharedThread bool
 
 	// OnCallbackPanic receives the value of a panic raised by a Submit
 	// callback; the poller has recovered and goes on. Nil re-panics the value
@@ -73,6 +78,10 @@ type Stats struct {
 	Overflows  uint64 // CQ overflow flushes
 	Backlogged uint64 // submitters that slept for a free slot
 	Deferred   uint64 // callback submissions queued because no slot was free
+	// ThreadLocks counts the times the poller locked an OS thread for
+	// itself: once per ring when GOMAXPROCS > 1 (see Config.SharedThread),
+	// again if GOMAXPROCS went to 1 and back while the poller was parked.
+	ThreadLocks uint64
 }
 
 // user_data layout: bit 63 marks the runtime's own requests (cancels), whose
@@ -149,7 +158,7 @@ type Poller struct {
 	unmapped bool         // under unmapMu
 
 	stats struct {
-		submitted, completed, stale, enters, waits, parks, overflows, backlogged, deferred atomic.Uint64
+		submitted, completed, stale, enters, waits, parks, overflows, backlogged, deferred, threadLocks atomic.Uint64
 	}
 
 	// poller-goroutine-only scratch, reused every batch.
@@ -244,15 +253,16 @@ func (p *Poller) Capacity() int { return len(p.slots) }
 // Stats returns the poller's counters.
 func (p *Poller) Stats() Stats {
 	return Stats{
-		Submitted:  p.stats.submitted.Load(),
-		Completed:  p.stats.completed.Load(),
-		Stale:      p.stats.stale.Load(),
-		Enters:     p.stats.enters.Load(),
-		Waits:      p.stats.waits.Load(),
-		Parks:      p.stats.parks.Load(),
-		Overflows:  p.stats.overflows.Load(),
-		Backlogged: p.stats.backlogged.Load(),
-		Deferred:   p.stats.deferred.Load(),
+		Submitted:   p.stats.submitted.Load(),
+		Completed:   p.stats.completed.Load(),
+		Stale:       p.stats.stale.Load(),
+		Enters:      p.stats.enters.Load(),
+		Waits:       p.stats.waits.Load(),
+		Parks:       p.stats.parks.Load(),
+		Overflows:   p.stats.overflows.Load(),
+		Backlogged:  p.stats.backlogged.Load(),
+		Deferred:    p.stats.deferred.Load(),
+		ThreadLocks: p.stats.threadLocks.Load(),
 	}
 }
 
@@ -821,6 +831,9 @@ func (p *Poller) kick() {
 func (p *Poller) loop() {
 	defer close(p.stopped)
 	p.pollerGoid.Store(curGoid())
+	th := pollerThread{locks: &p.stats.threadLocks}
+	defer th.adjust(false)
+	th.adjust(p.dedicatedThread())
 	spins := 0
 	var spinFrom time.Time
 	yielded := false
@@ -840,8 +853,9 @@ func (p *Poller) loop() {
 				// Goroutines the last batch woke are queued behind us: let them
 				// run and publish their next requests first, so one enter
 				// carries them all instead of one each. With nothing runnable
-				// Gosched returns at once.
-				if !yielded && n < uint32(len(p.slots)) {
+				// Gosched returns at once. A dedicated thread does not yield:
+				// they run on the other Ps meanwhile.
+				if !yielded && !th.locked && n < uint32(len(p.slots)) {
 					yielded = true
 					runtime.Gosched()
 					continue
@@ -863,17 +877,20 @@ func (p *Poller) loop() {
 				return
 			}
 			p.park()
+			th.adjust(p.dedicatedThread()) // GOMAXPROCS may have changed meanwhile
 			continue
 		}
-		// In flight but nothing ready: let the goroutines just woken run
-		// (they may submit more, or completions may land) before sleeping,
-		// for at least two rounds and spinWait.
+		// In flight but nothing ready: keep looking (letting the goroutines
+		// just woken run, unless the thread is dedicated) for at least two
+		// rounds and spinWait before sleeping in the kernel.
 		if spins == 0 {
 			spinFrom = time.Now()
 		}
 		if spins < 2 || time.Since(spinFrom) < spinWait {
 			spins++
-			runtime.Gosched()
+			if !th.locked {
+				runtime.Gosched()
+			}
 			continue
 		}
 		spins = 0
@@ -888,6 +905,38 @@ func (p *Poller) loop() {
 		p.ring.EnterTimeout(0, 1, ring.EnterGetEvents, 100*time.Millisecond)
 		p.state.Store(pollerRunning)
 	}
+}
+
+// dedicatedThread reports whether the poller should keep one OS thread.
+// io_uring completes a request by queueing task work on the thread that
+// submitted it, and that thread must run it before the CQE is posted. A
+// poller goroutine that Go moves between threads (it yields, it parks)
+// leaves its completions queued on threads that are asleep or busy, often
+// on the other CPU: each wake-up is an IPI, and the thread then wakes the
+// poller with another. On this 2-vCPU VM that cost block mode 10-15% of
+// its random-read IOPS (docs/benchmarks.md). With a single P the goroutine
+// stays on one thread anyway, and must yield for the submitters to run;
+// the software ring has no task work, and under SQPOLL the kernel's SQ
+// thread is the submitter.
+func (p *Poller) dedicatedThread() bool {
+	return !p.cfg.SharedThread && !p.cfg.Soft && !p.cfg.SQPoll && runtime.GOMAXPROCS(0) > 1
+}
+
+// pollerThread tracks whether the poller goroutine holds its OS thread.
+type pollerThread struct {
+	locked bool
+	locks  *atomic.Uint64
+}
+
+func (t *pollerThread) adjust(want bool) {
+	switch {
+	case want && !t.locked:
+		runtime.LockOSThread()
+		t.locks.Add(1)
+	case !want && t.locked:
+		runtime.UnlockOSThread()
+	}
+	t.locked = want
 }
 
 // spinWait is how long the poller keeps looking for completions before it

@@ -60,6 +60,16 @@ type Config struct {
 	// IOPS that groups of four reach. Submissions without block I/O (NOPs,
 	// fsync, timeouts) are never split, and neither is a linked chain.
 	IOPerEnter int
+	// SharedThread keeps the poller an ordinary goroutine. By default, with
+	// GOMAXPROCS > 1, the poller locks one OS thread for the ring's life and
+	// spins on it (at most 10 µs) instead of yielding before it sleeps in
+	// the kernel, so that the thread that submits is the thread that waits:
+	// io_uring hands each completion to its submitting thread, and a
+	// poller moving between threads paid an extra cross-CPU wake-up for
+	// them (10-15% of 4 KiB O_DIRECT read IOPS with 32 blocking goroutines
+	// in docs/benchmarks.md). Set it when a P held by the poller's spin
+	// costs more than that, e.g. at GOMAXPROCS=2 with CPU-bound goroutines.
+	SharedThread bool
 	// NoCacheFastPath sends every File read through the ring. By default a
 	// File opened without O_DIRECT first tries preadv2(RWF_NOWAIT) on the
 	// calling goroutine, which the kernel answers at once when the data is
@@ -113,6 +123,7 @@ func New(cfg Config) (*Ring, error) {
 		SQThreadIdle:    cfg.SQThreadIdle,
 		CoopTaskrun:     cfg.CoopTaskrun,
 		IOPerEnter:      cfg.IOPerEnter,
+		SharedThread:    cfg.SharedThread,
 		OnCallbackPanic: cfg.OnCallbackPanic,
 		Soft:            os.Getenv("RINGWAKE_BACKEND") == BackendFallback,
 	}

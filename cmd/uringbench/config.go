@@ -63,6 +63,7 @@ type config struct {
 
 	ioPerEnter    int  // ringwake.Config.IOPerEnter
 	cacheFastPath bool // !ringwake.Config.NoCacheFastPath
+	sharedThread  bool // ringwake.Config.SharedThread
 }
 
 // usageError is a bad command line: exit status 2, reported before any work.
@@ -161,6 +162,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		sqpoll   = fs.Bool("sqpoll", false, "ring and fio engines: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL; fio sqthread_poll=1, which also registers fio's file)")
 		sqIdle   = fs.Duration("sqpoll-idle", defaultSQPollIdle, "with -sqpoll: how long the ring's SQPOLL thread spins without work before it sleeps (ms granularity; 0 is the kernel's default, 1s, which fio uses)")
 		perEnter = fs.Int("io-per-enter", 0, "ring engine: most reads/writes per io_uring_enter (ringwake.Config.IOPerEnter; 0 is ringwake's default, 4; -1 means no cap)")
+		shared   = fs.Bool("shared-thread", false, "ring engine: the poller stays an ordinary goroutine instead of locking an OS thread (ringwake.Config.SharedThread)")
 		fastPath = fs.Bool("cache-fastpath", true, "ring engine, block mode: buffered reads try preadv2(RWF_NOWAIT) before the ring, as ringwake.File does by default; false sends every read through the ring")
 	)
 	fs.Var(&bs, "bs", "block size per request (units k/m/g)")
@@ -199,6 +201,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 
 		ioPerEnter:    *perEnter,
 		cacheFastPath: *fastPath,
+		sharedThread:  *shared,
 	}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
 	switch {

@@ -20,7 +20,7 @@ import (
 func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int64, error) {
 	base, _, _ := strings.Cut(mode, "+")
 	feat := e.cfg.feat
-	cfg := ringwake.Config{Entries: uint32(p.qd), IOPerEnter: e.cfg.ioPerEnter, NoCacheFastPath: !e.cfg.cacheFastPath}
+	cfg := ringwake.Config{Entries: uint32(p.qd), IOPerEnter: e.cfg.ioPerEnter, NoCacheFastPath: !e.cfg.cacheFastPath, SharedThread: e.cfg.sharedThread}
 	if feat.sqpoll {
 		cfg.SQPoll, cfg.SQThreadIdle = true, feat.sqpollIdle
 	}
@@ -94,8 +94,8 @@ func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 	}
 	e.verbosef("ring/%s: %.3f heap allocations per op", mode, float64(m.allocs)/float64(max(m.ops, 1)))
 	st := r.Stats()
-	e.verbosef("ring/%s: %d requests in %d io_uring_enter calls (%.1f per enter), %d waits for completions, %d submitters backlogged",
-		mode, st.Submitted, st.Enters, float64(st.Submitted)/float64(max(st.Enters, 1)), st.Waits, st.Backlogged)
+	e.verbosef("ring/%s: %d requests in %d io_uring_enter calls (%.1f per enter), %d waits for completions, %d submitters backlogged, poller on a dedicated thread: %v",
+		mode, st.Submitted, st.Enters, float64(st.Submitted)/float64(max(st.Enters, 1)), st.Waits, st.Backlogged, st.ThreadLocks > 0)
 	res := e.newResult("ring", mode)
 	res.Lat = latencyOf(m.hist)
 	res.finish(m.ops, m.elapsed, m.cpu)
