@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -219,6 +220,30 @@ func TestRingTuningFlags(t *testing.T) {
 		// Beyond the reads: the openat of the file goes through the ring.
 		if tc.viaRing != (n >= 300) || (!tc.viaRing && n > 1) {
 			t.Errorf("%v: %d requests through the ring for 300 cached reads", tc.args, n)
+		}
+	}
+}
+
+// -shared-thread reaches the ring: -v reports whether the poller locked an
+// OS thread, which it does by default whenever GOMAXPROCS > 1.
+func TestSharedThreadFlag(t *testing.T) {
+	uringtest.Require(t)
+	if runtime.GOMAXPROCS(0) < 2 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	}
+	dedicated := regexp.MustCompile(`ring/block: .*poller on a dedicated thread: (true|false)`)
+	for _, shared := range []bool{false, true} {
+		code, _, stderr := cli(t, "-workload", "nop", "-ops", "200", "-engine", "ring", "-mode", "block", "-v",
+			"-shared-thread="+strconv.FormatBool(shared))
+		if code != 0 {
+			t.Fatalf("-shared-thread=%v: exit %d: %s", shared, code, stderr)
+		}
+		m := dedicated.FindStringSubmatch(stderr)
+		if m == nil {
+			t.Fatalf("-shared-thread=%v: -v does not say where the poller ran:\n%s", shared, stderr)
+		}
+		if got := m[1] == "true"; got == shared {
+			t.Errorf("-shared-thread=%v: poller on a dedicated thread: %v", shared, got)
 		}
 	}
 }
