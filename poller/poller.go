@@ -871,18 +871,17 @@ func (p *Poller) loop() {
 				p.submit()
 			}
 		}
-		if p.pending.Load() == 0 {
-			if p.closed.Load() {
-				p.cancelDeferred()
-				return
-			}
-			p.park()
-			th.adjust(p.dedicatedThread()) // GOMAXPROCS may have changed meanwhile
-			continue
+		idle := p.pending.Load() == 0
+		if idle && p.closed.Load() {
+			p.cancelDeferred()
+			return
 		}
-		// In flight but nothing ready: keep looking (letting the goroutines
+		// Nothing to reap or submit: keep looking (letting the goroutines
 		// just woken run, unless the thread is dedicated) for at least two
-		// rounds and spinWait before sleeping in the kernel.
+		// rounds and spinWait before sleeping. Those goroutines publish their
+		// next requests within microseconds, often after the batch that woke
+		// them left nothing in flight, and a dedicated thread pays two
+		// futex wake-ups to park and be woken.
 		if spins == 0 {
 			spinFrom = time.Now()
 		}
@@ -894,6 +893,11 @@ func (p *Poller) loop() {
 			continue
 		}
 		spins = 0
+		if idle {
+			p.park()
+			th.adjust(p.dedicatedThread()) // GOMAXPROCS may have changed meanwhile
+			continue
+		}
 		p.state.Store(pollerInKernel)
 		if (p.ring.SQPending() > 0 && !p.cfg.SQPoll) || p.ring.CQReady() > 0 {
 			p.state.Store(pollerRunning)
