@@ -45,15 +45,25 @@ go build -o "$tmp/mdtable" ./bench/mdtable
 
 # measure NAME ARGS...: RUNS runs of uringbench into $tmp/NAME.N.json. The
 # scratch file is created and filled by the first run and kept for the rest.
+# Even runs take the engines in reverse order: the host's I/O budget drifts
+# over seconds, and an engine that always ran first or last would carry
+# that drift alone (mdtable keeps the first run's row order).
 measure() {
 	name=$1
 	shift
 	i=1
 	while [ "$i" -le "$RUNS" ]; do
-		echo "running $name $i/$RUNS: uringbench -time $TIME $*" >&2
+		order=""
+		if [ $((i % 2)) -eq 0 ]; then
+			order="-engine fio,gofile,ring"
+			case " $* " in *" nop "*) order="-engine cref,fio,gofile,ring" ;; esac
+		fi
+		echo "running $name $i/$RUNS: uringbench -time $TIME $* $order" >&2
 		# -force: the script made up this file's name and only uringbench wrote it,
 		# but a file system without user xattrs would hide that from the next run.
-		"$tmp/uringbench" -json -time "$TIME" -file "$file" -keep -force "$@" >"$tmp/$name.$i.json"
+		# $order is split into words on purpose.
+		# shellcheck disable=SC2086
+		"$tmp/uringbench" -json -time "$TIME" -file "$file" -keep -force "$@" $order >"$tmp/$name.$i.json"
 		i=$((i + 1))
 	done
 }
@@ -119,7 +129,7 @@ echo "- Kernel: $(uname -sr)"
 echo "- File system of the scratch file: $(df -T "$BENCH_DIR" | awk 'NR == 2 {print $2 " on " $1}')"
 echo "- Load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- $(go version | cut -d' ' -f3-), $(fio --version), liburing-dev $(dpkg-query -W -f='${Version}' liburing-dev 2>/dev/null || echo unknown), $(gcc --version | head -1)"
-echo "- Each table: median of $RUNS runs of \`uringbench -time $TIME\`, every engine in every run, same file (256 MiB)."
+echo "- Each table: median of $RUNS runs of \`uringbench -time $TIME\`, every engine in every run (in reverse order in even runs), same file (256 MiB)."
 echo
 
 for s in $SCENARIOS; do
