@@ -294,7 +294,13 @@ func Open(dir string, opts Options) (*Log, error) {
 	if l.lockf, err = lockDir(dir); err != nil {
 		return nil, err
 	}
-	if l.ring, err = ringwake.New(ringwake.Config{Entries: ringEntries}); err != nil {
+	// SharedThread: a commit's completion runs on the poller and wakes every
+	// appender it covered; a poller that yields runs them on its own P at
+	// once, where a dedicated one leaves them to a P whose thread must first
+	// be woken. With one write and one fdatasync per commit there is little
+	// task work to keep on one thread. Measured (64 appenders, 8 interleaved
+	// rounds): 131.6k vs 124.5k appends/s, p99 lower in 6 of 8 (docs/wal.md).
+	if l.ring, err = ringwake.New(ringwake.Config{Entries: ringEntries, SharedThread: true}); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	if l.dirf, err = os.Open(dir); err != nil {
