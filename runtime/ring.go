@@ -67,8 +67,11 @@ type Config struct {
 	// io_uring hands each completion to its submitting thread, and a
 	// poller moving between threads paid an extra cross-CPU wake-up for
 	// them (10-15% of 4 KiB O_DIRECT read IOPS with 32 blocking goroutines
-	// in docs/benchmarks.md). Set it when a P held by the poller's spin
-	// costs more than that, e.g. at GOMAXPROCS=2 with CPU-bound goroutines.
+	// in docs/benchmarks.md). Set it when few requests each wake many
+	// goroutines (a group commit: wal does), which a yielding poller runs
+	// on its own P at once where a dedicated one leaves them to another P
+	// whose thread must be woken first; or when a P held by the poller's
+	// spin costs more, e.g. at GOMAXPROCS=2 with CPU-bound goroutines.
 	SharedThread bool
 	// NoCacheFastPath sends every File read through the ring. By default a
 	// File opened without O_DIRECT first tries preadv2(RWF_NOWAIT) on the
