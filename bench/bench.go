@@ -1,12 +1,30 @@
-// Package bench holds what the benchmark tooling shares with
-// cmd/uringbench: the C liburing reference program, embedded so that
-// uringbench can build it wherever it runs.
+// Package bench holds what the benchmark tooling shares: the C liburing
+// reference program, embedded so that cmd/uringbench can build it wherever
+// it runs, and the median that bench/mdtable and bench/ab report.
 package bench
 
-import _ "embed"
+import (
+	_ "embed"
+	"slices"
+)
 
 // NopC is the source of reference/nop.c, the C liburing NOP loop that
 // `uringbench -workload nop` compares ringwake against.
 //
 //go:embed reference/nop.c
 var NopC []byte
+
+// Median is the median of xs (the mean of the middle two for an even
+// count), 0 for none; xs is not modified.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}

@@ -28,6 +28,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/ringwake/ringwake/bench"
 )
 
 type variant struct {
@@ -77,15 +79,6 @@ func order(n, r int) []int {
 	return idx
 }
 
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // summary is, per variant, the median over rounds of its IOPS over the
 // first variant's in the same round, and its median IOPS and p99.9 (ms).
 func summary(w io.Writer, vs []variant, iops, p999 [][]float64) {
@@ -95,7 +88,7 @@ func summary(w io.Writer, vs []variant, iops, p999 [][]float64) {
 			ratios[r] = iops[i][r] / iops[0][r]
 		}
 		fmt.Fprintf(w, "%-24s median %8.0f IOPS  vs %s %.3fx (rounds %s)  p99.9 median %.2f ms\n",
-			v.name, median(iops[i]), vs[0].name, median(ratios), join(ratios, "%.2f"), median(p999[i]))
+			v.name, bench.Median(iops[i]), vs[0].name, bench.Median(ratios), join(ratios, "%.2f"), bench.Median(p999[i]))
 	}
 }
 

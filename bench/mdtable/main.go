@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ringwake/ringwake/bench"
 )
 
 // row mirrors the fields of uringbench's JSON this table uses.
@@ -127,38 +129,26 @@ func load(paths []string) ([]*series, error) {
 }
 
 // median of xs; the mean of the middle two for an even count.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
 
 func writeTable(w io.Writer, ss []*series, runs int) {
 	fmt.Fprintf(w, "| engine/mode | IOPS (median of %d) | IOPS min–max | MiB/s | p50 | p99 | p99.9 | max | CPU s/Mop | vs first |\n", runs)
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-	base := median(ss[0].iops)
+	base := bench.Median(ss[0].iops)
 	for _, s := range ss {
 		lat := "- | - | - | -"
 		if s.lat {
-			lat = strings.Join([]string{ns(median(s.p50)), ns(median(s.p99)), ns(median(s.p999)), ns(median(s.max))}, " | ")
+			lat = strings.Join([]string{ns(bench.Median(s.p50)), ns(bench.Median(s.p99)), ns(bench.Median(s.p999)), ns(bench.Median(s.max))}, " | ")
 		}
 		mib := "-"
-		if m := median(s.mib); m > 0 {
+		if m := bench.Median(s.mib); m > 0 {
 			mib = fmt.Sprintf("%.1f", m)
 		}
 		ratio := "-"
 		if base > 0 {
-			ratio = fmt.Sprintf("%.2fx", median(s.iops)/base)
+			ratio = fmt.Sprintf("%.2fx", bench.Median(s.iops)/base)
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.0f–%.0f | %s | %s | %.3f | %s |\n", s.key, median(s.iops),
-			slices.Min(s.iops), slices.Max(s.iops), mib, lat, median(s.cpus), ratio)
+		fmt.Fprintf(w, "| %s | %.0f | %.0f–%.0f | %s | %s | %.3f | %s |\n", s.key, bench.Median(s.iops),
+			slices.Min(s.iops), slices.Max(s.iops), mib, lat, bench.Median(s.cpus), ratio)
 	}
 	fmt.Fprintln(w)
 }
@@ -190,9 +180,9 @@ func check(ss []*series, t string) (string, error) {
 		for _, s := range ss {
 			if s.key == key {
 				if f[1] == "iops" {
-					return median(s.iops), true
+					return bench.Median(s.iops), true
 				}
-				return median(s.cpus), true
+				return bench.Median(s.cpus), true
 			}
 		}
 		return 0, false
