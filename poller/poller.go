@@ -917,8 +917,10 @@ func (p *Poller) loop() {
 // poller goroutine that Go moves between threads (it yields, it parks)
 // leaves its completions queued on threads that are asleep or busy, often
 // on the other CPU: each wake-up is an IPI, and the thread then wakes the
-// poller with another. On this 2-vCPU VM that cost block mode 10-15% of
-// its random-read IOPS (docs/benchmarks.md). With a single P the goroutine
+// poller with another. On the 2-vCPU VM of docs/benchmarks.md that cost
+// blocking O_DIRECT reads 2-13% of their IOPS and most of their p99.9.
+// Workloads whose completions each wake a crowd prefer SharedThread (wal
+// does: docs/wal.md). With a single P the goroutine
 // stays on one thread anyway, and must yield for the submitters to run;
 // the software ring has no task work, and under SQPOLL the kernel's SQ
 // thread is the submitter.

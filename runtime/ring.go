@@ -66,8 +66,8 @@ type Config struct {
 	// the kernel, so that the thread that submits is the thread that waits:
 	// io_uring hands each completion to its submitting thread, and a
 	// poller moving between threads paid an extra cross-CPU wake-up for
-	// them (10-15% of 4 KiB O_DIRECT read IOPS with 32 blocking goroutines
-	// in docs/benchmarks.md). Set it when few requests each wake many
+	// them (2-13% of 4 KiB O_DIRECT read IOPS with 32 blocking goroutines,
+	// and most of their p99.9, in docs/benchmarks.md). Set it when few requests each wake many
 	// goroutines (a group commit: wal does), which a yielding poller runs
 	// on its own P at once where a dedicated one leaves them to another P
 	// whose thread must be woken first; or when a P held by the poller's
