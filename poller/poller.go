@@ -57,7 +57,7 @@ type Config struct {
 	// SharedThread keeps the poller an ordinary goroutine that yields its P
 	// while it spins. By default, when GOMAXPROCS > 1 and the ring is the
 	// kernel's without SQPOLL, the poller locks itself to one OS thread
-	// (see dedicatedThread).
+	// while the ring is busy (see dedicatedThread).
 	SharedThread bool
 
 	// OnCallbackPanic receives the value of a panic raised by a Submit
@@ -79,8 +79,8 @@ type Stats struct {
 	Backlogged uint64 // submitters that slept for a free slot
 	Deferred   uint64 // callback submissions queued because no slot was free
 	// ThreadLocks counts the times the poller locked an OS thread for
-	// itself: once per ring when GOMAXPROCS > 1 (see Config.SharedThread),
-	// again if GOMAXPROCS went to 1 and back while the poller was parked.
+	// itself: at the start of each busy period that called for it (see
+	// Config.SharedThread); it lets go at every park.
 	ThreadLocks uint64
 }
 
@@ -833,13 +833,21 @@ func (p *Poller) loop() {
 	p.pollerGoid.Store(curGoid())
 	th := pollerThread{locks: &p.stats.threadLocks}
 	defer th.adjust(false)
-	th.adjust(p.dedicatedThread())
+	dedicated := p.dedicatedThread()
+	woke := true  // the last batch woke a parked goroutine: assumed until one did not
+	deep := false // lockDepth requests were in flight since the last park
 	spins := 0
 	var spinFrom time.Time
 	yielded := false
 	for {
+		// See dedicatedThread for when the thread is taken and let go.
+		inFlight := p.pending.Load()
+		deep = deep || inFlight >= lockDepth
+		if dedicated && !th.locked && inFlight > 0 && (deep || !woke) {
+			th.adjust(true)
+		}
 		if n := p.ring.PeekBatch(p.cqes); n > 0 {
-			p.dispatch(p.cqes[:n])
+			woke = p.dispatch(p.cqes[:n])
 			spins = 0
 			continue
 		}
@@ -894,8 +902,12 @@ func (p *Poller) loop() {
 		}
 		spins = 0
 		if idle {
+			if !deep {
+				th.adjust(false)
+			}
+			deep = false
 			p.park()
-			th.adjust(p.dedicatedThread()) // GOMAXPROCS may have changed meanwhile
+			dedicated = p.dedicatedThread() // GOMAXPROCS may have changed meanwhile
 			continue
 		}
 		p.state.Store(pollerInKernel)
@@ -911,22 +923,34 @@ func (p *Poller) loop() {
 	}
 }
 
-// dedicatedThread reports whether the poller should keep one OS thread.
-// io_uring completes a request by queueing task work on the thread that
-// submitted it, and that thread must run it before the CQE is posted. A
-// poller goroutine that Go moves between threads (it yields, it parks)
-// leaves its completions queued on threads that are asleep or busy, often
-// on the other CPU: each wake-up is an IPI, and the thread then wakes the
-// poller with another. On the 2-vCPU VM of docs/benchmarks.md that cost
-// blocking O_DIRECT reads 2-13% of their IOPS and most of their p99.9.
-// Workloads whose completions each wake a crowd prefer SharedThread (wal
-// does: docs/wal.md). With a single P the goroutine
-// stays on one thread anyway, and must yield for the submitters to run;
-// the software ring has no task work, and under SQPOLL the kernel's SQ
-// thread is the submitter.
+// dedicatedThread reports whether the poller may keep one OS thread while
+// the ring is busy. io_uring completes a request by queueing task work on
+// the thread that submitted it, and that thread must run it before the CQE
+// is posted. A poller goroutine that Go moves between threads (it yields,
+// it parks) leaves its completions queued on threads that are asleep or
+// busy, often on the other CPU: each wake-up is an IPI, and the thread then
+// wakes the poller with another. On the 2-vCPU VM of docs/benchmarks.md
+// that cost blocking O_DIRECT reads at depth 32 2-13% of their IOPS and
+// most of their p99.9.
+//
+// A locked poller does not yield, so the goroutines it wakes run on other
+// Ps, whose threads may have to be woken first, and parking it costs two
+// futex wake-ups. So it takes the thread only once requests are deep in
+// flight (lockDepth) or its completions wake no goroutine (callbacks, which
+// run on the poller anyway), and lets go when it parks after a shallow
+// spell (nothing is in flight then, so no task work is stranded); after a
+// deep one it keeps the thread, since the goroutines it just woke are about
+// to submit again. One blocking reader at a time ran at 0.42x fio's IOPS on
+// an always-locked poller, 0.66-0.72x on a yielding one or this one. With a single P the goroutine stays on one thread anyway and must
+// yield for the submitters to run; the software ring has no task work, and
+// under SQPOLL the kernel's SQ thread is the submitter.
 func (p *Poller) dedicatedThread() bool {
 	return !p.cfg.SharedThread && !p.cfg.Soft && !p.cfg.SQPoll && runtime.GOMAXPROCS(0) > 1
 }
+
+// lockDepth is the number of requests in flight from which the poller
+// keeps its thread although its completions wake goroutines.
+const lockDepth = 8
 
 // pollerThread tracks whether the poller goroutine holds its OS thread.
 type pollerThread struct {
@@ -969,9 +993,10 @@ func (p *Poller) park() {
 	p.state.Store(pollerRunning)
 }
 
-// dispatch delivers a batch. Callback slots are freed under one lock before
-// any callback runs, so a callback that resubmits finds a slot.
-func (p *Poller) dispatch(cqes []ring.CQE) {
+// dispatch delivers a batch and reports whether it woke a parked
+// goroutine. Callback slots are freed under one lock before any callback
+// runs, so a callback that resubmits finds a slot.
+func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 	fired := p.fired[:0]
 	var done int64 // final completions of published SQEs, for pending
 	var delivered, stale uint64
@@ -997,11 +1022,11 @@ func (p *Poller) dispatch(cqes []ring.CQE) {
 			stale++
 			continue
 		}
-		delivered++
 		if !more {
 			done++
 		}
 		if s.done != nil {
+			delivered++
 			fired = append(fired, firedCallback{s.done, c.Res, c.Flags, idx, !more})
 			if !more {
 				s.tag.Store(uint64(gen)<<2 | slotDone)
@@ -1012,7 +1037,10 @@ func (p *Poller) dispatch(cqes []ring.CQE) {
 		if !more {
 			s.tag.Store(uint64(gen)<<2 | slotDone)
 		}
+		// Counted before the wake: the woken goroutine may read Stats at once.
+		p.stats.completed.Add(1)
 		s.entry.Func(&s.entry, packKey(c.Res, c.Flags))
+		woke = true
 	}
 	if freed {
 		p.mu.Lock()
@@ -1023,6 +1051,7 @@ func (p *Poller) dispatch(cqes []ring.CQE) {
 		}
 		p.mu.Unlock()
 	}
+	p.stats.completed.Add(delivered) // callbacks: counted before any runs
 	// pending drops only after the batch's slots are consistent again, so
 	// Close never sees zero while a callback still has to run.
 	if len(fired) > 0 {
@@ -1035,10 +1064,10 @@ func (p *Poller) dispatch(cqes []ring.CQE) {
 	}
 	p.pending.Add(-done)
 	p.fired = fired[:0]
-	p.stats.completed.Add(delivered)
 	if stale > 0 {
 		p.stats.stale.Add(stale)
 	}
+	return woke
 }
 
 // cancelDeferred completes the callbacks' submissions that never got a slot

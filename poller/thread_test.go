@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,69 +13,88 @@ import (
 	"github.com/ringwake/ringwake/sqe"
 )
 
-// callbackThreads runs rounds of 32 NOPs whose callbacks record the OS
-// thread they run on, while 8 goroutines keep the scheduler busy with
-// blocking NOPs, and returns the distinct thread ids seen.
-func callbackThreads(t *testing.T, p *Poller, rounds int) map[int]bool {
+// nopChains keeps n chains of NOPs in flight, each resubmitting from its
+// callback until it has completed per of them, while (with churn) 8
+// goroutines keep the scheduler moving, and returns the OS threads the
+// callbacks of the second half ran on.
+func nopChains(t *testing.T, p *Poller, n, per int, churn bool) map[int]bool {
 	t.Helper()
 	var mu sync.Mutex
 	tids := map[int]bool{}
 	stop := make(chan struct{})
-	var churn sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		churn.Add(1)
+	var bg sync.WaitGroup
+	for g := 0; churn && g < 8; g++ {
+		bg.Add(1)
 		go func() {
-			defer churn.Done()
+			defer bg.Done()
 			for {
 				select {
 				case <-stop:
 					return
 				default:
-				}
-				var s sqe.SQE
-				s.PrepNop()
-				if _, _, err := p.Do(context.Background(), &s, nil); err != nil {
-					t.Error(err)
-					return
+					runtime.Gosched()
 				}
 			}
 		}()
 	}
-	for r := 0; r < rounds; r++ {
-		var wg sync.WaitGroup
-		for i := 0; i < 32; i++ {
-			wg.Add(1)
-			var s sqe.SQE
-			s.PrepNop()
-			err := p.Submit(&s, func(int32, uint32) {
+	var done sync.WaitGroup
+	var failed atomic.Bool
+	// Started in one batch, so that the ring is n deep from the first enter.
+	first := make([]sqe.SQE, n)
+	fires := make([]func(int32, uint32), n)
+	for c := 0; c < n; c++ {
+		done.Add(1)
+		left := per
+		var fire func(int32, uint32)
+		fire = func(int32, uint32) {
+			left--
+			if left < per/2 {
 				tid := unix.Gettid()
 				mu.Lock()
 				tids[tid] = true
 				mu.Unlock()
-				wg.Done()
-			})
-			if err != nil {
-				t.Fatal(err)
+			}
+			if left == 0 {
+				done.Done()
+				return
+			}
+			var s sqe.SQE
+			s.PrepNop()
+			if err := p.Submit(&s, fire); err != nil {
+				failed.Store(true)
+				done.Done()
 			}
 		}
-		wg.Wait()
-		runtime.Gosched()
+		first[c].PrepNop()
+		fires[c] = fire
 	}
+	if err := p.SubmitBatch(first, fires); err != nil {
+		t.Fatal(err)
+	}
+	done.Wait()
 	close(stop)
-	churn.Wait()
+	bg.Wait()
+	if failed.Load() {
+		t.Fatal("a resubmission failed")
+	}
 	return tids
 }
 
-// With more than one P the poller keeps one OS thread: every callback, which
-// runs on the poller goroutine, sees the same thread id however busy the
-// scheduler is, and Stats counts one lock. SharedThread and the software
-// ring do without.
-func TestPollerDedicatedThread(t *testing.T) {
+func atLeastTwoPs(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+		prev := runtime.GOMAXPROCS(2)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 	}
+}
+
+// With more than one P and many requests in flight the poller keeps one OS
+// thread: every callback (callbacks run on the poller goroutine) sees the
+// same thread id however busy the scheduler is, and Stats counts one lock.
+// SharedThread, the software ring and SQPOLL do without.
+func TestPollerDedicatedThread(t *testing.T) {
+	atLeastTwoPs(t)
 	p := newPoller(t, Config{Entries: 64})
-	tids := callbackThreads(t, p, 200)
+	tids := nopChains(t, p, 32, 400, true)
 	if len(tids) != 1 {
 		t.Errorf("callbacks ran on %d OS threads, want 1 (the poller's own)", len(tids))
 	}
@@ -83,26 +103,49 @@ func TestPollerDedicatedThread(t *testing.T) {
 	}
 	for _, cfg := range []Config{{Entries: 64, SharedThread: true}, {Entries: 64, Soft: true}, {Entries: 64, SQPoll: true}} {
 		p := newPoller(t, cfg)
-		callbackThreads(t, p, 20)
+		nopChains(t, p, 32, 50, false)
 		if n := p.Stats().ThreadLocks; n != 0 {
 			t.Errorf("%+v: ThreadLocks = %d, want 0", cfg, n)
 		}
 	}
 }
 
+// One blocking request at a time wakes a goroutine per completion: a locked
+// poller would leave it to another P's thread and pay two futex wake-ups per
+// park, so the poller stays an ordinary goroutine. One chain of callbacks
+// wakes nobody, and the poller takes its thread.
+func TestPollerThreadFollowsTheLoad(t *testing.T) {
+	atLeastTwoPs(t)
+	p := newPoller(t, Config{Entries: 64})
+	for i := 0; i < 2000; i++ {
+		var s sqe.SQE
+		s.PrepNop()
+		if _, _, err := p.Do(context.Background(), &s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := p.Stats().ThreadLocks; n != 0 {
+		t.Errorf("ThreadLocks = %d after 2000 sequential blocking NOPs, want 0", n)
+	}
+	nopChains(t, p, 1, 2000, false)
+	if n := p.Stats().ThreadLocks; n == 0 {
+		t.Error("ThreadLocks = 0 after a chain of 2000 callbacks, want a lock")
+	}
+}
+
 // With one P the poller must yield for submitters to run, so it does not
-// lock a thread; when GOMAXPROCS grows it locks one the next time it wakes.
+// lock a thread; when GOMAXPROCS grows it does, from its next wake-up on.
 func TestPollerThreadFollowsGOMAXPROCS(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	p := newPoller(t, Config{Entries: 64})
-	callbackThreads(t, p, 20)
+	nopChains(t, p, 32, 50, true)
 	if n := p.Stats().ThreadLocks; n != 0 {
 		t.Fatalf("ThreadLocks = %d at GOMAXPROCS=1, want 0", n)
 	}
 	runtime.GOMAXPROCS(2)
 	// The poller parks once nothing is in flight; the next request wakes it.
-	waitUntil(t, func() bool { return p.Stats().Parks > 0 && p.state.Load() == pollerParked })
-	tids := callbackThreads(t, p, 50)
+	waitUntil(t, func() bool { return p.state.Load() == pollerParked })
+	tids := nopChains(t, p, 32, 400, true)
 	if n := p.Stats().ThreadLocks; n != 1 {
 		t.Errorf("ThreadLocks = %d after GOMAXPROCS went to 2, want 1", n)
 	}
