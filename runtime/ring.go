@@ -61,17 +61,19 @@ type Config struct {
 	// fsync, timeouts) are never split, and neither is a linked chain.
 	IOPerEnter int
 	// SharedThread keeps the poller an ordinary goroutine. By default, with
-	// GOMAXPROCS > 1, the poller locks one OS thread for the ring's life and
+	// GOMAXPROCS > 1, the poller locks one OS thread while the ring is busy
+	// (8 requests in flight, or completions that only run callbacks) and
 	// spins on it (at most 10 µs) instead of yielding before it sleeps in
 	// the kernel, so that the thread that submits is the thread that waits:
-	// io_uring hands each completion to its submitting thread, and a
-	// poller moving between threads paid an extra cross-CPU wake-up for
-	// them (2-13% of 4 KiB O_DIRECT read IOPS with 32 blocking goroutines,
-	// and most of their p99.9, in docs/benchmarks.md). Set it when few requests each wake many
-	// goroutines (a group commit: wal does), which a yielding poller runs
-	// on its own P at once where a dedicated one leaves them to another P
-	// whose thread must be woken first; or when a P held by the poller's
-	// spin costs more, e.g. at GOMAXPROCS=2 with CPU-bound goroutines.
+	// io_uring hands each completion to its submitting thread, and a poller
+	// moving between threads paid an extra cross-CPU wake-up for them (2-13%
+	// of 4 KiB O_DIRECT read IOPS at depth 32, and most of their p99.9, in
+	// docs/benchmarks.md). Set it when few requests each wake many
+	// goroutines from a callback (a group commit: wal does), which a
+	// yielding poller runs on its own P at once where a dedicated one leaves
+	// them to another P whose thread must be woken first; or when a P held
+	// by the poller's spin costs more, e.g. at GOMAXPROCS=2 with CPU-bound
+	// goroutines.
 	SharedThread bool
 	// NoCacheFastPath sends every File read through the ring. By default a
 	// File opened without O_DIRECT first tries preadv2(RWF_NOWAIT) on the
