@@ -907,7 +907,9 @@ func (p *Poller) loop() {
 			}
 			deep = false
 			p.park()
-			dedicated = p.dedicatedThread() // GOMAXPROCS may have changed meanwhile
+			if dedicated = p.dedicatedThread(); !dedicated {
+				th.adjust(false) // GOMAXPROCS went to 1 meanwhile: yield again
+			}
 			continue
 		}
 		p.state.Store(pollerInKernel)
@@ -941,9 +943,11 @@ func (p *Poller) loop() {
 // spell (nothing is in flight then, so no task work is stranded); after a
 // deep one it keeps the thread, since the goroutines it just woke are about
 // to submit again. One blocking reader at a time ran at 0.42x fio's IOPS on
-// an always-locked poller, 0.66-0.72x on a yielding one or this one. With a single P the goroutine stays on one thread anyway and must
-// yield for the submitters to run; the software ring has no task work, and
-// under SQPOLL the kernel's SQ thread is the submitter.
+// an always-locked poller, 0.60-0.74x on a yielding one or this one.
+//
+// With a single P the goroutine stays on one thread anyway and must yield
+// for the submitters to run; the software ring has no task work, and under
+// SQPOLL the kernel's SQ thread is the submitter.
 func (p *Poller) dedicatedThread() bool {
 	return !p.cfg.SharedThread && !p.cfg.Soft && !p.cfg.SQPoll && runtime.GOMAXPROCS(0) > 1
 }
