@@ -78,6 +78,10 @@ type Stats struct {
 	Overflows  uint64 // CQ overflow flushes
 	Backlogged uint64 // submitters that slept for a free slot
 	Deferred   uint64 // callback submissions queued because no slot was free
+	// Retried counts requests the kernel canceled on its own (ECANCELED
+	// with no cancel from the runtime or the caller behind it) that the
+	// poller submitted again.
+	Retried uint64
 	// ThreadLocks counts the times the poller locked an OS thread for
 	// itself: at the start of each busy period that called for it (see
 	// Config.SharedThread); it lets go at every park.
@@ -115,6 +119,13 @@ type Slot struct {
 	// cannot free it, and on the heap (it escapes through here), so it never moves.
 	keep unsafe.Pointer
 	ts   unix.Timespec // a linked timeout's duration, read by the kernel at submission
+
+	// A lone request (Submit, or Do without a timeout) keeps its SQE, so that
+	// the poller can submit it again if the kernel cancels it on its own.
+	sqe       sqe.SQE
+	lone      bool
+	retries   uint8
+	cancelGen uint64 // p.cancelGen when published: a later cancel may be behind an ECANCELED
 }
 
 // Poller owns one ring and the goroutine that reaps it.
@@ -147,18 +158,23 @@ type Poller struct {
 	ioChunk   uint32      // SQEs per enter while block I/O is pending; 0: no limit
 	ioPending atomic.Bool // a read or write was published since the last submit
 
-	closed   atomic.Bool
-	pending  atomic.Int64 // SQEs published whose final CQE has not been reaped
-	state    atomic.Int32 // pollerRunning, pollerParked or pollerInKernel
-	wake     chan struct{}
-	stopped  chan struct{}
-	closeMu  sync.Mutex
-	closeErr error
-	unmapMu  sync.RWMutex // kicks outside mu hold it for reading while they touch the ring
-	unmapped bool         // under unmapMu
+	closed  atomic.Bool
+	pending atomic.Int64 // SQEs published whose final CQE has not been reaped
+	// cancelGen moves before every cancel the runtime publishes or passes
+	// on (ctx, File.Close, Close, a caller's cancel opcode), so an
+	// ECANCELED on a request published at the current value came from the
+	// kernel alone.
+	cancelGen atomic.Uint64
+	state     atomic.Int32 // pollerRunning, pollerParked or pollerInKernel
+	wake      chan struct{}
+	stopped   chan struct{}
+	closeMu   sync.Mutex
+	closeErr  error
+	unmapMu   sync.RWMutex // kicks outside mu hold it for reading while they touch the ring
+	unmapped  bool         // under unmapMu
 
 	stats struct {
-		submitted, completed, stale, enters, waits, parks, overflows, backlogged, deferred, threadLocks atomic.Uint64
+		submitted, completed, stale, enters, waits, parks, overflows, backlogged, deferred, threadLocks, retried atomic.Uint64
 	}
 
 	// poller-goroutine-only scratch, reused every batch.
@@ -263,6 +279,7 @@ func (p *Poller) Stats() Stats {
 		Backlogged:  p.stats.backlogged.Load(),
 		Deferred:    p.stats.deferred.Load(),
 		ThreadLocks: p.stats.threadLocks.Load(),
+		Retried:     p.stats.retried.Load(),
 	}
 }
 
@@ -334,6 +351,7 @@ func (p *Poller) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	slot.entry.Func = fireCallback
 	slot.done = done
 	p.writeLocked(slot, s)
+	slot.lone = true
 	p.ring.Publish()
 	p.mu.Unlock()
 	p.kick()
@@ -570,6 +588,8 @@ func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer,
 	ud := p.writeLocked(slot, s)
 	if d > 0 {
 		p.linkTimeoutLocked(slot, d)
+	} else {
+		slot.lone = true
 	}
 	p.ring.Publish()
 	p.mu.Unlock()
@@ -631,6 +651,10 @@ func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE) uint64 {
 	*q = *s
 	q.UserData = ud
 	p.lastSQE = q
+	if cancels(s.Opcode) {
+		p.cancelGen.Add(1)
+	}
+	slot.sqe, slot.lone, slot.retries, slot.cancelGen = *s, false, 0, p.cancelGen.Load()
 	if isBlockIO(s.Opcode) && !p.ioPending.Load() {
 		p.ioPending.Store(true)
 	}
@@ -667,6 +691,42 @@ func (p *Poller) submit() {
 	p.submitMu.Unlock()
 }
 
+// cancels reports the opcodes that end other requests with ECANCELED.
+func cancels(op uint8) bool {
+	switch op {
+	case sqe.OpAsyncCancel, sqe.OpTimeoutRemove, sqe.OpPollRemove, sqe.OpLinkTimeout:
+		return true
+	}
+	return false
+}
+
+// maxRetries bounds how often one request is submitted again after the
+// kernel canceled it on its own.
+const maxRetries = 8
+
+// retryLocked submits again a lone request that the kernel completed with
+// ECANCELED although no cancel was published since it was: the kernel
+// does that to work waiting for an io-wq worker when it cannot create one
+// (under a storm of signals to the process, fork-style creation fails with
+// ERESTARTNOINTR, and after three tries the waiting work is canceled) and
+// to a thread's requests when the thread exits. Such a request never ran,
+// so running it again is what the caller asked for. It reports whether the
+// request went back to the SQ; the slot stays in flight under its tag.
+func (p *Poller) retryLocked(s *Slot, ud uint64) bool {
+	if p.closing || !s.lone || s.retries >= maxRetries || s.cancelGen != p.cancelGen.Load() {
+		return false
+	}
+	s.retries++
+	q := p.getSQELocked()
+	*q = s.sqe
+	q.UserData = ud
+	p.pending.Add(1)
+	p.ring.Publish()
+	p.stats.retried.Add(1)
+	p.stats.submitted.Add(1)
+	return true
+}
+
 // isBlockIO reports the opcodes the kernel plugs the block layer for.
 func isBlockIO(op uint8) bool {
 	switch op {
@@ -679,11 +739,13 @@ func isBlockIO(op uint8) bool {
 
 // cancel asks the kernel to cancel the request with user_data ud.
 func (p *Poller) cancel(ud uint64) {
+	p.cancelGen.Add(1)
 	p.internal(func(q *sqe.SQE) { q.PrepCancel64(ud, 0) })
 }
 
 // CancelFd asks the kernel to cancel every request in flight on fd (File.Close).
 func (p *Poller) CancelFd(fd int32) {
+	p.cancelGen.Add(1)
 	p.internal(func(q *sqe.SQE) { q.PrepCancelFd(fd, sqe.AsyncCancelAll) })
 }
 
@@ -1028,6 +1090,14 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 		}
 		if !more {
 			done++
+		}
+		if c.Res == -int32(syscall.ECANCELED) && !more && s.lone && s.cancelGen == p.cancelGen.Load() {
+			p.mu.Lock()
+			again := p.retryLocked(s, c.UserData)
+			p.mu.Unlock()
+			if again {
+				continue
+			}
 		}
 		if s.done != nil {
 			delivered++

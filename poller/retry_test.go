@@ -1,0 +1,130 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringwake/ringwake/sqe"
+)
+
+// inFlightUD waits for the one request in flight and returns its user_data.
+func inFlightUD(t *testing.T, p *Poller) uint64 {
+	t.Helper()
+	var ud uint64
+	waitUntil(t, func() bool {
+		for i := range p.slots {
+			if tag := p.slots[i].tag.Load(); tag&3 == slotInFlight {
+				ud = tag>>2<<32 | uint64(i)
+				return true
+			}
+		}
+		return false
+	})
+	return ud
+}
+
+// cancelBehindTheBack cancels ud the way the kernel does on its own (io-wq
+// worker creation failing, a submitting thread exiting): an ECANCELED that
+// no cancel of the runtime's announced.
+func cancelBehindTheBack(p *Poller, ud uint64) {
+	p.mu.Lock()
+	p.internalLocked(func(q *sqe.SQE) { q.PrepCancel64(ud, 0) })
+	p.mu.Unlock()
+	p.kick()
+}
+
+// A lone request the kernel cancels on its own is submitted again, so the
+// caller gets the result it asked for, once: a blocking read and a callback
+// read of an empty pipe, each canceled behind the poller's back, then fed.
+func TestKernelCancelIsRetried(t *testing.T) {
+	p := newPoller(t, Config{Entries: 8})
+	rd, wr := rawPipe(t)
+
+	type result struct {
+		res int32
+		err error
+	}
+	got := make(chan result, 1)
+	buf := make([]byte, 1)
+	go func() {
+		var s sqe.SQE
+		s.PrepRead(int32(rd), buf, 0)
+		res, _, err := p.Do(context.Background(), &s, unsafe.Pointer(&buf[0]))
+		got <- result{res, err}
+	}()
+	cancelBehindTheBack(p, inFlightUD(t, p))
+	waitUntil(t, func() bool { return p.Stats().Retried == 1 })
+	if _, err := unix.Write(wr, []byte{7}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.err != nil || r.res != 1 || buf[0] != 7 {
+		t.Fatalf("blocking read after a kernel cancel = %d, %v, byte %d; want 1 byte, 7", r.res, r.err, buf[0])
+	}
+
+	fired := make(chan int32, 2)
+	cbuf := make([]byte, 1)
+	var s sqe.SQE
+	s.PrepRead(int32(rd), cbuf, 0)
+	if err := p.Submit(&s, func(res int32, _ uint32) { fired <- res }); err != nil {
+		t.Fatal(err)
+	}
+	cancelBehindTheBack(p, inFlightUD(t, p))
+	waitUntil(t, func() bool { return p.Stats().Retried == 2 })
+	if _, err := unix.Write(wr, []byte{9}); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-fired; res != 1 || cbuf[0] != 9 {
+		t.Fatalf("callback read after a kernel cancel = %d, byte %d; want 1 byte, 9", res, cbuf[0])
+	}
+	select {
+	case res := <-fired:
+		t.Fatalf("callback fired twice (second: %d)", res)
+	default:
+	}
+}
+
+// Cancels the runtime or its caller asked for are delivered, not retried:
+// a ctx ending, and a cancel opcode a caller submits.
+func TestRequestedCancelIsNotRetried(t *testing.T) {
+	p := newPoller(t, Config{Entries: 8})
+	rd, _ := rawPipe(t)
+	buf := make([]byte, 1)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		var s sqe.SQE
+		s.PrepRead(int32(rd), buf, 0)
+		_, _, err := p.Do(ctx, &s, unsafe.Pointer(&buf[0]))
+		errc <- err
+	}()
+	inFlightUD(t, p)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("Do after its ctx ended: %v, want context.Canceled", err)
+	}
+
+	fired := make(chan int32, 1)
+	var s sqe.SQE
+	s.PrepRead(int32(rd), buf, 0)
+	if err := p.Submit(&s, func(res int32, _ uint32) { fired <- res }); err != nil {
+		t.Fatal(err)
+	}
+	ud := inFlightUD(t, p)
+	var c sqe.SQE
+	c.PrepCancel64(ud, 0)
+	if err := p.Submit(&c, func(int32, uint32) {}); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-fired; res != -int32(syscall.ECANCELED) {
+		t.Errorf("read canceled by a caller's cancel opcode = %d, want -ECANCELED", res)
+	}
+	if n := p.Stats().Retried; n != 0 {
+		t.Errorf("Retried = %d, want 0", n)
+	}
+}
