@@ -350,8 +350,7 @@ func (p *Poller) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	slot := &p.slots[idx]
 	slot.entry.Func = fireCallback
 	slot.done = done
-	p.writeLocked(slot, s)
-	slot.lone = true
+	p.writeLocked(slot, s, true)
 	p.ring.Publish()
 	p.mu.Unlock()
 	p.kick()
@@ -439,7 +438,7 @@ func (p *Poller) publishDeferredLocked(d *deferredReq) {
 		slot := &p.slots[idx]
 		slot.entry.Func = fireCallback
 		slot.done = d.dones[i]
-		p.writeLocked(slot, &d.ss[i])
+		p.writeLocked(slot, &d.ss[i], false)
 	}
 	p.ring.Publish()
 	p.published = true
@@ -515,7 +514,7 @@ func (p *Poller) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)
 		slot := &p.slots[idxs[i]]
 		slot.entry.Func = fireCallback
 		slot.done = dones[i]
-		p.writeLocked(slot, &ss[i])
+		p.writeLocked(slot, &ss[i], false)
 	}
 	p.ring.Publish()
 	p.mu.Unlock()
@@ -585,11 +584,9 @@ func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer,
 	slot := &p.slots[idx]
 	slot.entry.Func = wakeBlocked
 	slot.keep = keep
-	ud := p.writeLocked(slot, s)
+	ud := p.writeLocked(slot, s, d <= 0)
 	if d > 0 {
 		p.linkTimeoutLocked(slot, d)
-	} else {
-		slot.lone = true
 	}
 	p.ring.Publish()
 	p.mu.Unlock()
@@ -641,8 +638,14 @@ func (p *Poller) takeSlotLocked() (uint32, bool) {
 }
 
 // writeLocked writes s into the next SQE under the slot's new generation; the
-// caller publishes. The SQ always has room: slots never outnumber SQ entries.
-func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE) uint64 {
+// caller publishes. The SQ always has room: slots never outnumber SQ
+// entries. lone says the request is linked to nothing, so that the poller
+// may submit it again if the kernel cancels it on its own.
+func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE, lone bool) uint64 {
+	if cancels(s.Opcode) {
+		p.cancelGen.Add(1)
+	}
+	slot.sqe, slot.lone, slot.retries, slot.cancelGen = *s, lone, 0, p.cancelGen.Load()
 	slot.gen = (slot.gen + 1) & genMask
 	ud := uint64(slot.gen)<<32 | uint64(slot.idx)
 	// The tag store orders every slot field above before the poller's tag load.
@@ -651,10 +654,6 @@ func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE) uint64 {
 	*q = *s
 	q.UserData = ud
 	p.lastSQE = q
-	if cancels(s.Opcode) {
-		p.cancelGen.Add(1)
-	}
-	slot.sqe, slot.lone, slot.retries, slot.cancelGen = *s, false, 0, p.cancelGen.Load()
 	if isBlockIO(s.Opcode) && !p.ioPending.Load() {
 		p.ioPending.Store(true)
 	}
