@@ -645,7 +645,10 @@ func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE, lone bool) uint64 {
 	if cancels(s.Opcode) {
 		p.cancelGen.Add(1)
 	}
-	slot.sqe, slot.lone, slot.retries, slot.cancelGen = *s, lone, 0, p.cancelGen.Load()
+	slot.lone, slot.retries, slot.cancelGen = lone, 0, p.cancelGen.Load()
+	if lone {
+		slot.sqe = *s // only a lone request is ever submitted again
+	}
 	slot.gen = (slot.gen + 1) & genMask
 	ud := uint64(slot.gen)<<32 | uint64(slot.idx)
 	// The tag store orders every slot field above before the poller's tag load.
@@ -902,10 +905,12 @@ func (p *Poller) loop() {
 	yielded := false
 	for {
 		// See dedicatedThread for when the thread is taken and let go.
-		inFlight := p.pending.Load()
-		deep = deep || inFlight >= lockDepth
-		if dedicated && !th.locked && inFlight > 0 && (deep || !woke) {
-			th.adjust(true)
+		if dedicated {
+			inFlight := p.pending.Load()
+			deep = deep || inFlight >= lockDepth
+			if !th.locked && inFlight > 0 && (deep || !woke) {
+				th.adjust(true)
+			}
 		}
 		if n := p.ring.PeekBatch(p.cqes); n > 0 {
 			woke = p.dispatch(p.cqes[:n])
@@ -1090,7 +1095,7 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 		if !more {
 			done++
 		}
-		if c.Res == -int32(syscall.ECANCELED) && !more && s.lone && s.cancelGen == p.cancelGen.Load() {
+		if c.Res == -int32(syscall.ECANCELED) && !more && s.lone {
 			p.mu.Lock()
 			again := p.retryLocked(s, c.UserData)
 			p.mu.Unlock()
