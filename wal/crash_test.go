@@ -76,11 +76,44 @@ func parseCrashRecord(rec []byte) (crashID, error) {
 	return id, nil
 }
 
+// crashKeep is how many records below the durable LSN the workload's
+// checkpointer keeps when it truncates (a few 128 KiB segments' worth).
+const crashKeep = 300
+
 // crashWorkload appends from crashWriters goroutines until stop closes or an
-// Append fails, calling ack for each acknowledged record.
-func crashWorkload(l *Log, seed uint64, stop <-chan struct{}, ack func(lsn uint64, g, n int)) error {
+// Append fails, calling ack for each acknowledged record. A checkpointer
+// goroutine meanwhile truncates the log every 2 ms to crashKeep records
+// below the durable LSN, calling trunc before (done false) and after (done
+// true) each TruncateFront.
+func crashWorkload(l *Log, seed uint64, stop <-chan struct{}, ack func(lsn uint64, g, n int), trunc func(lsn uint64, done bool)) error {
 	var wg sync.WaitGroup
-	errs := make(chan error, crashWriters)
+	errs := make(chan error, crashWriters+1)
+	writing := make(chan struct{}) // closed once every writer returned
+	ckpt := make(chan struct{})
+	abort := make(chan struct{}) // a TruncateFront failed: the writers stop too
+	go func() {
+		defer close(ckpt)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-writing:
+				return
+			case <-tick.C:
+			}
+			d := l.DurableLSN()
+			if d <= crashKeep {
+				continue
+			}
+			trunc(d-crashKeep, false)
+			if err := l.TruncateFront(d - crashKeep); err != nil {
+				errs <- fmt.Errorf("TruncateFront(%d): %w", d-crashKeep, err)
+				close(abort)
+				return
+			}
+			trunc(d-crashKeep, true)
+		}
+	}()
 	for g := range crashWriters {
 		wg.Add(1)
 		go func() {
@@ -88,6 +121,8 @@ func crashWorkload(l *Log, seed uint64, stop <-chan struct{}, ack func(lsn uint6
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
+					return
+				case <-abort:
 					return
 				default:
 				}
@@ -101,6 +136,8 @@ func crashWorkload(l *Log, seed uint64, stop <-chan struct{}, ack func(lsn uint6
 		}()
 	}
 	wg.Wait()
+	close(writing)
+	<-ckpt
 	close(errs)
 	return <-errs
 }
@@ -115,6 +152,7 @@ func TestCrashChild(t *testing.T) {
 		var mu sync.Mutex
 		acked := map[uint64]crashID{}
 		stop := make(chan struct{})
+		var from uint64
 		err := crashWorkload(l, 1, stop, func(lsn uint64, g, n int) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -122,11 +160,15 @@ func TestCrashChild(t *testing.T) {
 			if len(acked) == 2000 {
 				close(stop)
 			}
+		}, func(lsn uint64, done bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			from = max(from, lsn)
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		verifyCrashLog(t, l, acked)
+		verifyCrashLog(t, l, acked, from)
 		l.Close()
 		return
 	}
@@ -148,6 +190,16 @@ func TestCrashChild(t *testing.T) {
 		defer mu.Unlock()
 		fmt.Fprintf(out, "ACK %d %d %d\n", lsn, g, n)
 		out.Flush() // an acknowledgement counts only once the parent can read it
+	}, func(lsn uint64, done bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		// Before the call: from then on records below lsn may be gone.
+		word := "TRUNC-START"
+		if done {
+			word = "TRUNC"
+		}
+		fmt.Fprintf(out, "%s %d\n", word, lsn)
+		out.Flush()
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -155,11 +207,13 @@ func TestCrashChild(t *testing.T) {
 	l.Close()
 }
 
-// TestCrash kills a child appending from 64 goroutines at a random moment,
-// ten times with different seeds, alternating O_DIRECT and buffered writes,
-// on the same log. After each kill the log must reopen with every record
-// any child acknowledged present and intact, the LSNs contiguous, nothing
-// that is not exactly an appended record, and accept new appends.
+// TestCrash kills a child appending from 64 goroutines (and truncating the
+// log every 2 ms) at a random moment, ten times with different seeds,
+// alternating O_DIRECT and buffered writes, on the same log. After each kill
+// the log must reopen with every record any child acknowledged at or above
+// the highest truncation point a child began present and intact, the LSNs
+// contiguous from no later than that point, nothing that is not exactly an
+// appended record, and accept new appends.
 func TestCrash(t *testing.T) {
 	uringtest.Require(t)
 	dir := t.TempDir()
@@ -169,13 +223,17 @@ func TestCrash(t *testing.T) {
 	}
 	t.Logf("base seed %d (WAL_CRASH_BASE_SEED reproduces the run)", base)
 	acked := map[uint64]crashID{} // every acknowledgement, all rounds
+	var tr crashTrunc
+	spares := 0 // kept by recovery, all rounds
 	for round := range crashRounds {
 		seed := base + uint64(round)
 		direct := round%2 == 0
-		n := crashRound(t, dir, seed, direct, acked)
+		n := crashRound(t, dir, seed, direct, acked, &tr)
 
 		l := openT(t, dir, crashOptions(direct))
-		last := verifyCrashLog(t, l, acked)
+		first, last := verifyCrashLog(t, l, acked, tr.started)
+		kept := len(l.spareIdxs())
+		spares += kept
 		// The log goes on right after the last good record.
 		for i := range 5 {
 			lsn, err := l.Append(context.Background(), crashRecord(seed, crashWriters, i))
@@ -187,13 +245,23 @@ func TestCrash(t *testing.T) {
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("round %d (seed %d, direct %v): %d acknowledged before the kill, log ends at LSN %d", round, seed, direct, n, last)
+		t.Logf("round %d (seed %d, direct %v): %d acknowledged before the kill, log holds LSNs %d..%d, truncated at %d (acknowledged %d), %d spares kept", round, seed, direct, n, first, last, tr.started, tr.done, kept)
+		if tr.done > 4*crashKeep && first <= 1 {
+			t.Fatalf("round %d: truncated at %d, yet the log still starts at LSN %d", round, tr.done, first)
+		}
+	}
+	if tr.done > 4*crashKeep && spares == 0 {
+		t.Fatal("the log truncated, yet no recovery found a spare")
 	}
 }
 
+// crashTrunc is the highest truncation point the children began and
+// finished, all rounds.
+type crashTrunc struct{ started, done uint64 }
+
 // crashRound runs one child until it is killed and records what it
 // acknowledged. It returns how many acknowledgements it read.
-func crashRound(t *testing.T, dir string, seed uint64, direct bool, acked map[uint64]crashID) int {
+func crashRound(t *testing.T, dir string, seed uint64, direct bool, acked map[uint64]crashID, tr *crashTrunc) int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	d := "0"
@@ -222,6 +290,18 @@ func crashRound(t *testing.T, dir string, seed uint64, direct bool, acked map[ui
 	for sc.Scan() {
 		line := sc.Text()
 		f := strings.Fields(line)
+		if len(f) == 2 && (f[0] == "TRUNC-START" || f[0] == "TRUNC") {
+			lsn, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("bad line %q: %v", line, err)
+			}
+			if f[0] == "TRUNC" {
+				tr.done = max(tr.done, lsn)
+			} else {
+				tr.started = max(tr.started, lsn)
+			}
+			continue
+		}
 		if len(f) != 4 || f[0] != "ACK" {
 			other = append(other, line)
 			continue
@@ -253,15 +333,21 @@ func crashRound(t *testing.T, dir string, seed uint64, direct bool, acked map[ui
 	return n
 }
 
-// verifyCrashLog replays l: LSNs from 1 without a gap, every record exactly
-// one that was appended, and every acknowledged record where it was
-// acknowledged. It returns the last LSN.
-func verifyCrashLog(t *testing.T, l *Log, acked map[uint64]crashID) uint64 {
+// verifyCrashLog replays l: LSNs without a gap from one at most from (the
+// highest truncation point a child began; 1 if none), every record exactly
+// one that was appended, and every acknowledged record from from on where it
+// was acknowledged. It returns the first and last LSN.
+func verifyCrashLog(t *testing.T, l *Log, acked map[uint64]crashID, from uint64) (first, last uint64) {
 	t.Helper()
-	var last uint64
+	from = max(from, 1)
 	seen := map[crashID]uint64{}
 	err := l.Replay(func(lsn uint64, rec []byte) error {
-		if lsn != last+1 {
+		switch {
+		case first == 0 && lsn > from:
+			return fmt.Errorf("the log starts at LSN %d, after the truncation point %d", lsn, from)
+		case first == 0:
+			first = lsn
+		case lsn != last+1:
 			return fmt.Errorf("LSN %d after %d", lsn, last)
 		}
 		last = lsn
@@ -281,10 +367,16 @@ func verifyCrashLog(t *testing.T, l *Log, acked map[uint64]crashID) uint64 {
 	if err != nil {
 		t.Fatalf("Replay: %v", err)
 	}
+	if d := l.DurableLSN(); first == 0 {
+		// Nothing from the truncation point on: the log ends right before it.
+		first, last = d+1, d
+	} else if d != last {
+		t.Fatalf("Replay ended at LSN %d, DurableLSN is %d", last, d)
+	}
 	for lsn, id := range acked {
-		if lsn > last {
+		if lsn >= from && lsn > last {
 			t.Fatalf("acknowledged LSN %d (%+v) is gone: the log ends at %d", lsn, id, last)
 		}
 	}
-	return last
+	return first, last
 }

@@ -179,3 +179,96 @@ func TestNoSpace(t *testing.T) {
 		t.Fatalf("Append on the reopened full log: %v", err)
 	}
 }
+
+// TestKernelCancelRetried: a write or fdatasync the kernel cancels before it
+// runs (ECANCELED without the log having canceled anything) is submitted
+// again: the appends it carried succeed, the log does not fail, and every
+// record replays. A kernel that cancels every request makes the log fail
+// with ECANCELED after maxKernelCancels, stickily, as any other error.
+func TestKernelCancelRetried(t *testing.T) {
+	for mode, o := range modes(small) {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir, o)
+			w := newLogWriter(t, l, 9)
+			w.append()
+			for i, bit := range []uint32{cancelNextWrite, cancelNextSync, cancelNextWrite | cancelNextSync} {
+				before := l.Stats().Retried
+				l.testFail.Or(bit)
+				var wg sync.WaitGroup
+				lsns := make(chan uint64, 16)
+				for g := range 16 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						r := testRecord(100+g, i)
+						lsn, err := l.Append(context.Background(), r)
+						if err != nil {
+							t.Errorf("Append with a kernel-canceled %s: %v", bitName(bit), err)
+							return
+						}
+						lsns <- lsn
+						if _, _, err := checkTestRecord(r); err != nil {
+							t.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
+				close(lsns)
+				if t.Failed() {
+					return
+				}
+				if l.testFail.Load()&bit != 0 {
+					t.Fatalf("%s: the injected cancel was never consumed", bitName(bit))
+				}
+				if got := l.Stats().Retried; got == before {
+					t.Fatalf("%s: Stats.Retried stayed at %d", bitName(bit), got)
+				}
+				for lsn := range lsns {
+					if lsn > l.DurableLSN() {
+						t.Fatalf("LSN %d acknowledged above DurableLSN %d", lsn, l.DurableLSN())
+					}
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = openT(t, dir, o)
+			recs := replayAll(t, l)
+			if len(recs) != 1+3*16 {
+				t.Fatalf("replayed %d records, want %d", len(recs), 1+3*16)
+			}
+			for _, r := range recs {
+				if _, _, err := checkTestRecord(r.rec); err != nil {
+					t.Fatalf("LSN %d: %v", r.lsn, err)
+				}
+			}
+
+			// Every request canceled: bounded, then sticky.
+			l.testFail.Or(cancelAlways)
+			if _, err := l.Append(context.Background(), []byte("never")); !errors.Is(err, syscall.ECANCELED) {
+				t.Fatalf("Append with every request canceled: %v; want ECANCELED", err)
+			}
+			if got := l.Stats().Retried; got != maxKernelCancels {
+				t.Fatalf("Stats.Retried %d, want %d", got, maxKernelCancels)
+			}
+			l.testFail.And(^cancelAlways)
+			if _, err := l.Append(context.Background(), []byte("later")); !errors.Is(err, syscall.ECANCELED) {
+				t.Fatalf("Append after the log gave up: %v; want the sticky ECANCELED", err)
+			}
+			if err := l.Close(); !errors.Is(err, syscall.ECANCELED) {
+				t.Fatalf("Close: %v", err)
+			}
+		})
+	}
+}
+
+func bitName(bit uint32) string {
+	switch bit {
+	case cancelNextWrite:
+		return "write"
+	case cancelNextSync:
+		return "fdatasync"
+	}
+	return "write and fdatasync"
+}

@@ -216,6 +216,7 @@ func (l *Log) rollLocked(b *batch) {
 	seg.firstLSN = l.nextLSN
 	l.rolled = append(l.rolled, l.cur)
 	l.cur = seg
+	l.starts = append(l.starts, seg.firstLSN)
 	l.stats.rolls.Add(1)
 	t := &l.tail
 	t.seg, t.off, t.preLen, t.written = seg, 0, blockSize, false
@@ -376,6 +377,7 @@ func (l *Log) prepZeroLocked(b *batch, n int, p *plan) {
 	l.zeroDue = max(0, l.zeroDue-float64(chunk))
 	z.zeroing = true
 	l.zeroSeg = z
+	l.stats.zeroSlices.Add(1)
 	s := &p.ss[p.n]
 	s.PrepWrite(z.fd, zeroBlock()[:chunk], uint64(z.zeroed))
 	if l.direct {
@@ -418,7 +420,10 @@ func (l *Log) zeroDone(res int32, _ uint32) {
 	}
 	z.zeroing = false
 	l.zeroSeg = nil
-	if res > 0 {
+	if res == -int32(syscall.ECANCELED) {
+		// Canceled by the kernel before it ran (kernelCanceledLocked): the
+		// next slice covers the same range.
+	} else if res > 0 {
 		z.zeroed += int64(res)
 	} else {
 		z.zeroed = z.size
@@ -472,17 +477,51 @@ func (l *Log) finishLocked(wk wakes) int {
 	return n
 }
 
-// Test hooks: make the next write or fdatasync completion fail with EIO.
+// Test hooks: make the next write or fdatasync completion fail with EIO,
+// or come back ECANCELED as from a kernel-side cancel; cancelAlways keeps
+// doing the latter.
 const (
 	failNextWrite uint32 = 1 << iota
 	failNextSync
+	cancelNextWrite
+	cancelNextSync
+	cancelAlways
 )
 
 func (l *Log) injected(res int32, bit uint32) int32 {
 	if res >= 0 && l.testFail.Load()&bit != 0 && l.testFail.And(^bit)&bit != 0 {
 		return -int32(syscall.EIO)
 	}
+	cbit := cancelNextWrite
+	if bit == failNextSync {
+		cbit = cancelNextSync
+	}
+	if res >= 0 && (l.testFail.Load()&cancelAlways != 0 || (l.testFail.Load()&cbit != 0 && l.testFail.And(^cbit)&cbit != 0)) {
+		return -int32(syscall.ECANCELED)
+	}
 	return res
+}
+
+// maxKernelCancels is how many commit requests in a row the kernel may
+// cancel (without an fdatasync succeeding in between) before the log
+// gives up with ECANCELED.
+const maxKernelCancels = 8
+
+// kernelCanceledLocked reports whether a write or fdatasync that came back
+// ECANCELED may be submitted again, and counts it. The log cancels none of
+// its own requests (Close waits for them), so an ECANCELED while it is open
+// is the kernel's: io-wq cancels work that waits for a worker it cannot
+// create (under a storm of signals to the process) or whose submitting
+// thread exited. Such a request never ran: running it again is neither a
+// retried failure (see failLocked) nor a reordering, since nothing later was
+// submitted behind it.
+func (l *Log) kernelCanceledLocked(res int32) bool {
+	if res != -int32(syscall.ECANCELED) || l.kernelCancels >= maxKernelCancels {
+		return false
+	}
+	l.kernelCancels++
+	l.stats.retried.Add(1)
+	return true
 }
 
 // writeDone runs on the poller when the write in flight completes.
@@ -510,6 +549,9 @@ func (l *Log) writeDoneLocked(res int32, wk *wakes) {
 			// The kernel cancels the linked fdatasync; should it run anyway,
 			// its success must not count for this write.
 			l.s.invalid = true
+		}
+		if l.kernelCanceledLocked(res) {
+			return // as a short write of nothing: the next kick writes it again
 		}
 		if res >= 0 && l.shortWrites < maxShortWrites {
 			// b.done did not move: the next kick writes the same bytes
@@ -561,9 +603,7 @@ const maxShortWrites = 3
 
 // syncDone runs on the poller when the fdatasync in flight completes.
 func (l *Log) syncDone(res int32, _ uint32) {
-	if res != -int32(syscall.ECANCELED) {
-		res = l.injected(res, failNextSync)
-	}
+	res = l.injected(res, failNextSync)
 	l.mu.Lock()
 	if l.s.linked && !l.s.wrote {
 		// A linked fdatasync starts after its write completes, so its
@@ -592,12 +632,23 @@ func (l *Log) syncDoneLocked(res int32, wk *wakes) {
 		if s.hasTook {
 			l.unsynced = append([]segCover{s.took}, l.unsynced...)
 		}
+	case l.kernelCanceledLocked(res):
+		// It never ran: what it was to cover is unsynced again, ahead of
+		// anything written since, and the next kick syncs it.
+		u := segCover{seg: s.seg, cover: s.cover, final: s.final || (s.hasTook && s.took.final)}
+		if len(l.unsynced) > 0 && l.unsynced[0].seg == u.seg {
+			u.cover, u.final = max(u.cover, l.unsynced[0].cover), u.final || l.unsynced[0].final
+			l.unsynced[0] = u
+		} else {
+			l.unsynced = append([]segCover{u}, l.unsynced...)
+		}
 	case res < 0:
 		l.failLocked(fmt.Errorf("wal: fdatasync %s: %w", s.seg.name(), syscall.Errno(-res)))
 	case l.err != nil:
 		// Sticky: a success after a failure proves nothing for the records
 		// the failure may have lost, so it is not reported.
 	default:
+		l.kernelCancels = 0
 		if s.cover > l.durable.Load() {
 			l.durable.Store(s.cover)
 		}
@@ -610,6 +661,7 @@ func (l *Log) syncDoneLocked(res int32, wk *wakes) {
 					// Nothing is in flight on it; File.Close does not block then.
 					r.f.Close()
 					r.f = nil
+					l.cond.Broadcast() // TruncateFront may be waiting to drop it
 					break
 				}
 			}
@@ -623,6 +675,7 @@ func (l *Log) failLocked(err error) {
 		l.err = err
 		l.failed.Store(true)
 		l.failWake = true
+		l.cond.Broadcast()
 	}
 }
 

@@ -11,15 +11,24 @@ import (
 
 // Replay calls fn with every durable record, in LSN order: those Open found
 // and those appended since, up to the durable LSN at the moment Replay
-// starts. record is valid only during the call. Replay stops at, and
-// returns, fn's first error. Each record's checksum is verified again; a
-// durable record that no longer verifies is reported as ErrCorrupt. Appends
-// may run concurrently; fn must not call Close.
+// starts. After TruncateFront(lsn) it starts at the first segment the log
+// kept, so it returns at least every record from lsn on, and possibly some
+// below it (those sharing that segment). record is valid only during the
+// call. Replay stops at, and returns, fn's first error. Each record's
+// checksum is verified again; a durable record that no longer verifies is
+// reported as ErrCorrupt. Appends may run concurrently, and TruncateFront
+// moves no segment while a Replay runs; fn must not call Close or
+// TruncateFront (which would wait for it).
 func (l *Log) Replay(fn func(lsn uint64, record []byte) error) error {
 	if fn == nil {
 		return errors.New("wal: Replay with a nil function")
 	}
 	l.mu.Lock()
+	// A TruncateFront is about to move the first segment, or moving it:
+	// wait, unless Replays are running, which it waits for.
+	for l.truncating && l.replays == 0 && !l.closing {
+		l.cond.Wait()
+	}
 	if l.closing {
 		l.mu.Unlock()
 		return ErrClosed
@@ -27,8 +36,17 @@ func (l *Log) Replay(fn func(lsn uint64, record []byte) error) error {
 	upto := l.durable.Load()
 	first, last, want := l.firstIdx, l.cur.idx, l.firstLSN
 	l.replayWG.Add(1)
+	// TruncateFront moves no segment file while a Replay reads them.
+	l.replays++
 	l.mu.Unlock()
-	defer l.replayWG.Done()
+	defer func() {
+		l.mu.Lock()
+		if l.replays--; l.replays == 0 {
+			l.cond.Broadcast()
+		}
+		l.mu.Unlock()
+		l.replayWG.Done()
+	}()
 
 	ctx := context.Background()
 	for idx := first; idx <= last && want <= upto; idx++ {

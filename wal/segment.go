@@ -26,8 +26,13 @@ func (l *Log) prepNextLocked(now bool) {
 	if l.next != nil {
 		return
 	}
-	l.next = &segment{idx: l.cur.idx + 1, size: l.opts.SegmentSize, zeroNow: now}
-	l.startPrepLocked(l.next)
+	seg := &segment{idx: l.cur.idx + 1, size: l.opts.SegmentSize, zeroNow: now}
+	if len(l.spares) > 0 && l.spares[0].idx == seg.idx {
+		seg.spare = l.spares[0]
+		l.spares = l.spares[1:]
+	}
+	l.next = seg
+	l.startPrepLocked(seg)
 }
 
 func (l *Log) startPrepLocked(seg *segment) {
@@ -40,14 +45,35 @@ func (l *Log) startPrepLocked(seg *segment) {
 // segment and becomes the log's sticky error only when a record needs it.
 func (l *Log) prepare(seg *segment) {
 	defer l.prepWG.Done()
-	f, err := l.createSegment(seg.idx, seg.size, seg.zeroNow)
+	var f *ringwake.File
+	var err error
+	recycled := false
+	if seg.spare != nil {
+		f, recycled, err = l.openSpare(seg)
+	} else {
+		f, err = l.createSegment(seg.idx, seg.size, seg.zeroNow)
+	}
 	l.mu.Lock()
 	if err != nil {
 		seg.err = err
 	} else {
 		seg.f, seg.fd, seg.ready = f, int32(f.Fd()), true
+		if recycled {
+			seg.zeroed = seg.size // all written blocks already: no zero slices
+			l.stats.recycled.Add(1)
+		}
 	}
 	l.finishLocked(wakes{})
+}
+
+// openSegment opens a segment file for the pipeline's writes, with O_DIRECT
+// when the log uses it; flag adds to O_RDWR.
+func (l *Log) openSegment(path string, flag int) (*ringwake.File, error) {
+	flag |= os.O_RDWR
+	if l.direct {
+		flag |= syscall.O_DIRECT
+	}
+	return l.ring.Open(path, flag, 0o644)
 }
 
 // createSegment creates segment idx, preallocates it (zero-filling it whole
@@ -55,11 +81,7 @@ func (l *Log) prepare(seg *segment) {
 // ring.
 func (l *Log) createSegment(idx uint64, size int64, zero bool) (*ringwake.File, error) {
 	path := filepath.Join(l.dir, segName(idx))
-	flag := os.O_RDWR | os.O_CREATE | os.O_TRUNC
-	if l.direct {
-		flag |= syscall.O_DIRECT
-	}
-	f, err := l.ring.Open(path, flag, 0o644)
+	f, err := l.openSegment(path, os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return nil, fmt.Errorf("wal: create segment: %w", err)
 	}
@@ -143,6 +165,7 @@ func (l *Log) recover() error {
 	slices.Sort(idxs)
 
 	l.firstIdx, l.firstLSN = 1, 1
+	l.starts = nil
 	next := uint64(1)
 	var cur *segment // where the next record goes
 	var curEnd int64 // its offset, when cur is an existing file
@@ -159,11 +182,18 @@ func (l *Log) recover() error {
 				return err
 			}
 			if r.hdrErr != nil {
+				if i == 0 && (idx != 1 || l.headerVerifies(idxs[1:])) {
+					// Only a new log's first segment can lack its header (its
+					// first write never completed). Starting over here would
+					// give out LSNs the log gave out before.
+					return fmt.Errorf("%w: %s: %w: the log's first segment, which a complete segment follows or which follows truncated ones", ErrCorrupt, segName(idx), r.hdrErr)
+				}
 				break // its first write never completed: it and all later go
 			}
 			if i == 0 {
 				l.firstLSN = r.hdr.firstLSN
 			}
+			l.starts = append(l.starts, r.hdr.firstLSN)
 			keep, next = i+1, r.next
 			if !r.eos {
 				cur = &segment{idx: idx, size: r.hdr.size, firstLSN: r.hdr.firstLSN}
@@ -182,14 +212,32 @@ func (l *Log) recover() error {
 				idx = idxs[keep-1] + 1
 			}
 			cur = &segment{idx: idx, size: l.opts.SegmentSize, firstLSN: next}
+			l.starts = append(l.starts, next)
 		}
 	} else {
 		cur = &segment{idx: 1, size: l.opts.SegmentSize, firstLSN: 1}
+		l.starts = append(l.starts, 1)
+	}
+	// Files past the log's end go, except spares TruncateFront left (only
+	// past the segment the log continues in, and only if the log kept a
+	// segment: their stale LSNs are all below its first, so below the next
+	// LSN). isSpare and truncate.go say why those were never written since.
+	spareFrom := cur.idx + 1
+	if curEnd == 0 {
+		spareFrom = cur.idx // a new segment can reuse a spare under its own name
 	}
 	for _, idx := range idxs[keep:] {
+		if keep > 0 && idx >= spareFrom && len(l.spares) < l.maxSpares() && l.isSpare(idx) {
+			l.spares = append(l.spares, readySpare(idx))
+			continue
+		}
 		if err := os.Remove(filepath.Join(l.dir, segName(idx))); err != nil {
 			return fmt.Errorf("wal: cut the log: %w", err)
 		}
+	}
+	if curEnd == 0 && len(l.spares) > 0 && l.spares[0].idx == cur.idx {
+		cur.spare = l.spares[0]
+		l.spares = l.spares[1:]
 	}
 
 	l.nextLSN = next
@@ -204,12 +252,31 @@ func (l *Log) recover() error {
 	} else if err := l.reopenTail(cur, curEnd); err != nil {
 		return err
 	}
-	if len(idxs) > keep || curEnd == 0 {
+	if len(idxs) > keep+len(l.spares) || curEnd == 0 {
 		if err := l.ring.Fsync(context.Background(), int(l.dirf.Fd()), false); err != nil {
 			return fmt.Errorf("wal: fsync %s: %w", l.dir, err)
 		}
 	}
 	return nil
+}
+
+// headerVerifies reports whether the first of idxs, if any, is a segment
+// file whose header verifies under its own index.
+func (l *Log) headerVerifies(idxs []uint64) bool {
+	if len(idxs) == 0 {
+		return false
+	}
+	f, err := os.Open(filepath.Join(l.dir, segName(idxs[0])))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, blockSize)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return false
+	}
+	h, err := decodeSegHeader(b)
+	return err == nil && h.idx == idxs[0]
 }
 
 // scanFile scans segment idx and makes what it holds durable (the crashed
@@ -243,11 +310,7 @@ func (l *Log) scanFile(idx, want uint64) (scanResult, error) {
 // or with SkipZeroFill truncates and preallocates it again.
 func (l *Log) reopenTail(seg *segment, end int64) error {
 	path := filepath.Join(l.dir, seg.name())
-	flag := os.O_RDWR
-	if l.direct {
-		flag |= syscall.O_DIRECT
-	}
-	f, err := l.ring.Open(path, flag, 0)
+	f, err := l.openSegment(path, 0)
 	if err != nil {
 		return fmt.Errorf("wal: recover: %w", err)
 	}

@@ -22,17 +22,7 @@ type segRecord struct {
 // order, by reading them directly.
 func recordsOnDisk(t *testing.T, dir string) []segRecord {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idxs []uint64
-	for _, e := range ents {
-		if idx, ok := parseSegName(e.Name()); ok {
-			idxs = append(idxs, idx)
-		}
-	}
-	slices.Sort(idxs)
+	idxs := segFiles(t, dir)
 	var out []segRecord
 	for _, idx := range idxs {
 		path := filepath.Join(dir, segName(idx))

@@ -65,6 +65,11 @@ const (
 	DefaultSegmentSize = 64 << 20
 	DefaultBufferSize  = 1 << 20
 	DefaultBuffers     = 4
+	// DefaultMaxSpareSegments is how many segments TruncateFront keeps for
+	// reuse when Options.MaxSpareSegments is 0: with the log's next segment
+	// that is enough for a checkpointer that truncates once per segment or
+	// less often to never create (and zero-fill) a segment again.
+	DefaultMaxSpareSegments = 2
 
 	minSegmentSize = 4 * blockSize
 	maxSegmentSize = 1 << 40
@@ -95,6 +100,13 @@ type Options struct {
 	// roughly halves its latency under O_DIRECT. It costs writing each
 	// segment twice.
 	SkipZeroFill bool
+	// MaxSpareSegments bounds how many segments TruncateFront keeps as
+	// spares, renamed to future segment indices, instead of deleting them:
+	// a spare's blocks are already written, so when the log needs a new
+	// segment it takes a spare and skips the fallocate and the zero-fill.
+	// Spares keep their disk space. 0 means DefaultMaxSpareSegments; a
+	// negative value keeps none (truncated segments are deleted).
+	MaxSpareSegments int
 
 	// noOverlap keeps a batch's write from going down while an fdatasync is
 	// in flight, so every write is linked to its own fdatasync (benchmarks
@@ -116,6 +128,9 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.Buffers == 0 {
 		o.Buffers = DefaultBuffers
+	}
+	if o.MaxSpareSegments == 0 {
+		o.MaxSpareSegments = DefaultMaxSpareSegments
 	}
 	switch {
 	case o.SegmentSize < minSegmentSize || o.SegmentSize > maxSegmentSize || o.SegmentSize%blockSize != 0:
@@ -141,31 +156,37 @@ type Log struct {
 	dirf   *os.File // fsynced after segment files are created or removed
 	lockf  *os.File // holds the directory's flock
 
-	mu          sync.Mutex
-	err         error // sticky: the first write, fdatasync or segment failure
-	failWake    bool  // err was just set: finishLocked wakes everyone
-	closing     bool
-	nextLSN     uint64
-	firstIdx    uint64 // oldest segment, and the LSN it starts with: where Replay begins
-	firstLSN    uint64
-	cur         *segment   // the segment the fill buffer belongs to
-	next        *segment   // its successor, prepared ahead
-	rolled      []*segment // earlier segments whose files are still open
-	fill        *batch     // the buffer accepting records; nil when all are busy
-	queue       []*batch   // buffers holding unwritten data, in log order (fill last)
-	free        []*batch
-	tail        tailInit // how the next buffer to become fill starts
-	writing     *batch   // the buffer whose write is in flight
-	w           writeOp
-	syncing     bool // an fdatasync is in flight
-	s           syncOp
-	unsynced    []segCover // written data no fdatasync covers yet, oldest first
-	shortWrites int        // short writes in a row
-	zeroDue     float64    // zero-fill bytes owed to the next segment, not yet issued
-	zeroSeg     *segment   // the segment a zero-fill slice is in flight to
-	zeroRes     int32      // buffered mode: the slice\'s write result
-	drainCh     chan struct{}
-	hold        bool // tests: start no I/O
+	mu            sync.Mutex
+	err           error // sticky: the first write, fdatasync or segment failure
+	failWake      bool  // err was just set: finishLocked wakes everyone
+	closing       bool
+	nextLSN       uint64
+	firstIdx      uint64 // oldest segment, and the LSN it starts with: where Replay begins
+	firstLSN      uint64
+	starts        []uint64   // first LSN of each segment firstIdx..cur.idx, for TruncateFront
+	spares        []*spare   // files renamed to future indices, ascending, none taken yet
+	cond          sync.Cond  // on mu: a rolled segment's file closed, the log failed, a Replay or a TruncateFront step ended
+	replays       int        // Replays in progress: TruncateFront moves no file meanwhile
+	truncating    bool       // TruncateFront waits to move, or moves, the first segment
+	cur           *segment   // the segment the fill buffer belongs to
+	next          *segment   // its successor, prepared ahead
+	rolled        []*segment // earlier segments whose files are still open
+	fill          *batch     // the buffer accepting records; nil when all are busy
+	queue         []*batch   // buffers holding unwritten data, in log order (fill last)
+	free          []*batch
+	tail          tailInit // how the next buffer to become fill starts
+	writing       *batch   // the buffer whose write is in flight
+	w             writeOp
+	syncing       bool // an fdatasync is in flight
+	s             syncOp
+	unsynced      []segCover // written data no fdatasync covers yet, oldest first
+	shortWrites   int        // short writes in a row
+	kernelCancels int        // writes and fdatasyncs in a row the kernel canceled
+	zeroDue       float64    // zero-fill bytes owed to the next segment, not yet issued
+	zeroSeg       *segment   // the segment a zero-fill slice is in flight to
+	zeroRes       int32      // buffered mode: the slice\'s write result
+	drainCh       chan struct{}
+	hold          bool // tests: start no I/O
 
 	// The commit delay (settle.go).
 	settling      bool
@@ -186,6 +207,8 @@ type Log struct {
 
 	prepWG   sync.WaitGroup
 	replayWG sync.WaitGroup
+	truncWG  sync.WaitGroup
+	truncMu  sync.Mutex    // one TruncateFront at a time
 	readSem  chan struct{} // bounds Replay's reads in flight (see Open)
 
 	mem     []byte // mmap'd batch buffers and scratch: never moved, never collected
@@ -197,7 +220,7 @@ type Log struct {
 	testFail atomic.Uint32
 
 	stats struct {
-		appends, writes, syncs, linked, spaceWaits, rolls, wakeups, settleMisses atomic.Uint64
+		appends, writes, syncs, linked, spaceWaits, rolls, wakeups, settleMisses, recycled, zeroSlices, retried atomic.Uint64
 	}
 }
 
@@ -208,11 +231,12 @@ type segment struct {
 	firstLSN uint64
 	f        *ringwake.File
 	fd       int32
-	ready    bool  // created, preallocated and durable in the directory
-	err      error // why preparing it failed
-	zeroed   int64 // [0, zeroed) overwritten with zeros while it was the next segment
-	zeroing  bool  // a zero-fill write to it is in flight
-	zeroNow  bool  // needed at once: zero-filled whole before it is ready
+	ready    bool   // created, preallocated and durable in the directory
+	err      error  // why preparing it failed
+	zeroed   int64  // [0, zeroed) overwritten with zeros while it was the next segment
+	zeroing  bool   // a zero-fill write to it is in flight
+	zeroNow  bool   // needed at once: zero-filled whole before it is ready
+	spare    *spare // the spare file it reuses, if any (truncate.go)
 }
 
 func (s *segment) name() string { return segName(s.idx) }
@@ -227,6 +251,8 @@ type Stats struct {
 	Rolls       uint64 // segments rolled over
 	Wakeups     uint64 // appenders woken by fdatasync completions
 	SettleMiss  uint64 // commit delays that timed out with most appenders not back
+	Recycled    uint64 // segments prepared from a spare: no fallocate, no zero-fill
+	Retried     uint64 // writes and fdatasyncs the kernel canceled before they ran, submitted again
 	DurableLSN  uint64 // highest LSN known durable
 }
 
@@ -241,6 +267,8 @@ func (l *Log) Stats() Stats {
 		Rolls:       l.stats.rolls.Load(),
 		Wakeups:     l.stats.wakeups.Load(),
 		SettleMiss:  l.stats.settleMisses.Load(),
+		Recycled:    l.stats.recycled.Load(),
+		Retried:     l.stats.retried.Load(),
 		DurableLSN:  l.durable.Load(),
 	}
 }
@@ -257,9 +285,10 @@ func (l *Log) MaxRecordSize() int { return l.maxRec }
 
 // ringEntries sizes the Log's private ring. A Log keeps at most four
 // pipeline requests (a write, its fdatasync, a zero-fill slice and its
-// sync_file_range), one settle timeout, a few per segment being prepared and
-// maxReplayReads Replay opens and reads in flight: far below this, so a
-// completion callback that submits the next step never finds the ring full.
+// sync_file_range), one settle timeout, a few per segment being prepared, a
+// TruncateFront's directory fsync and maxReplayReads Replay opens and reads
+// in flight: far below this, so a completion callback that submits the next
+// step never finds the ring full.
 const (
 	ringEntries    = 64
 	maxReplayReads = 16
@@ -268,8 +297,10 @@ const (
 // Open opens the log in dir, creating dir and the log if needed. It scans
 // every segment, verifying each record's checksum; the log ends at the first
 // torn or corrupt record, and Open cuts off everything after it (the rest of
-// that segment is zeroed and later segments are removed), so new records
-// follow the last good one. The records found are durable when Open returns.
+// that segment is zeroed and later segments are removed, except spares
+// TruncateFront left that were never written under their new name: those
+// stay spares), so new records follow the last good one. The records found
+// are durable when Open returns.
 func Open(dir string, opts Options) (*Log, error) {
 	o, err := opts.normalize()
 	if err != nil {
@@ -282,6 +313,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	l := &Log{dir: dir, opts: o, readSem: make(chan struct{}, maxReplayReads)}
+	l.cond.L = &l.mu
 	l.maxRec = min(o.BufferSize, int(o.SegmentSize)-blockSize) - 2*recHdrSize
 	l.maxRec = min(l.maxRec, maxRecLen)
 	l.onWrite, l.onSync, l.onZero, l.onZeroWrite = l.writeDone, l.syncDone, l.zeroDone, l.zeroWriteDone
@@ -392,7 +424,7 @@ func (l *Log) allocBuffers() error {
 }
 
 // Close writes and syncs what was appended, waits until no request of the
-// Log is in flight and releases it: Appends still waiting for durability get
+// Log (nor a Replay or TruncateFront) is in flight and releases it: Appends still waiting for durability get
 // their result, those waiting for buffer space get ErrClosed. It returns the
 // Log's sticky error if it had one. Calls after the first return ErrClosed.
 func (l *Log) Close() error {
@@ -409,6 +441,7 @@ func (l *Log) Close() error {
 	l.finishLocked(wakes{spaceAll: true})
 	<-drained
 	l.replayWG.Wait()
+	l.truncWG.Wait() // before prepWG: a prepare may wait for a spare TruncateFront is renaming
 	l.prepWG.Wait()
 	l.mu.Lock()
 	err := l.err
