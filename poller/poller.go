@@ -945,8 +945,13 @@ func (p *Poller) loop() {
 				p.submit()
 			}
 		}
+		// closed before pending: once Close has begun no request is added
+		// (Close's own cancel only while others are pending), so pending
+		// read after it can only fall. Read the other way round, a Submit
+		// that went in just before Close could be left in flight.
+		closed := p.closed.Load()
 		idle := p.pending.Load() == 0
-		if idle && p.closed.Load() {
+		if idle && closed {
 			p.cancelDeferred()
 			return
 		}
