@@ -973,9 +973,7 @@ func (p *Poller) loop() {
 		}
 		spins = 0
 		if idle {
-			if !deep {
-				th.adjust(false)
-			}
+			th.adjust(false) // nothing in flight: no task work to strand
 			deep = false
 			p.park()
 			if dedicated = p.dedicatedThread(); !dedicated {
@@ -1008,13 +1006,17 @@ func (p *Poller) loop() {
 //
 // A locked poller does not yield, so the goroutines it wakes run on other
 // Ps, whose threads may have to be woken first, and parking it costs two
-// futex wake-ups. So it takes the thread only once requests are deep in
-// flight (lockDepth) or its completions wake no goroutine (callbacks, which
-// run on the poller anyway), and lets go when it parks after a shallow
-// spell (nothing is in flight then, so no task work is stranded); after a
-// deep one it keeps the thread, since the goroutines it just woke are about
-// to submit again. One blocking reader at a time ran at 0.42x fio's IOPS on
-// an always-locked poller, 0.60-0.74x on a yielding one or this one.
+// futex wake-ups (the scheduler hands the P to another thread when it
+// parks, and back when it is readied). So it takes the thread only once
+// requests are deep in flight (lockDepth) or its completions wake no
+// goroutine (callbacks, which run on the poller anyway), and lets go
+// whenever it parks: nothing is in flight then, so no task work is
+// stranded, and an unlocked park is an ordinary one. One blocking reader at
+// a time ran at 0.42x fio's IOPS on an always-locked poller, 0.60-0.74x on
+// a yielding one or this one. Keeping the thread through parks after a deep
+// spell, as session 3 did, cost about a third more cross-CPU wake-ups and
+// 2-3x the p99.9 of deep blocking reads, for the same IOPS
+// (docs/benchmarks.md).
 //
 // With a single P the goroutine stays on one thread anyway and must yield
 // for the submitters to run; the software ring has no task work, and under
