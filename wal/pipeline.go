@@ -415,7 +415,9 @@ func (l *Log) zeroWriteDone(res int32, _ uint32) {
 func (l *Log) zeroDone(res int32, _ uint32) {
 	l.mu.Lock()
 	z := l.zeroSeg
-	if !l.direct && res >= 0 {
+	if !l.direct && (res >= 0 || l.zeroRes < 0) {
+		// The write's own result; when it failed, the linked
+		// sync_file_range's ECANCELED is only the broken link.
 		res = l.zeroRes
 	}
 	z.zeroing = false
