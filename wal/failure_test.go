@@ -272,3 +272,35 @@ func bitName(bit uint32) string {
 	}
 	return "write and fdatasync"
 }
+
+// TestZeroFillFailureStops: a zero-fill slice whose write fails stops the
+// zero-fill of that segment (it is only an optimization) and nothing else:
+// no slice is sent to it again, and appends go on. In buffered mode the
+// write is linked to a sync_file_range, which then comes back ECANCELED;
+// that must not pass for a kernel-side cancel, which would send the slice
+// again with every commit.
+func TestZeroFillFailureStops(t *testing.T) {
+	for mode, o := range modes(Options{SegmentSize: 1 << 20}) {
+		t.Run(mode, func(t *testing.T) {
+			l := openT(t, t.TempDir(), o)
+			defer l.Close()
+			w := newLogWriter(t, l, 10)
+			waitFor(t, "the next segment prepared", func() bool {
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				return l.next != nil && l.next.ready
+			})
+			l.testFail.Or(failNextZero)
+			for range 300 {
+				w.append()
+			}
+			if l.testFail.Load()&failNextZero != 0 {
+				t.Fatal("no zero-fill write was sent in 300 appends")
+			}
+			if n := l.stats.zeroSlices.Load(); n != 1 {
+				t.Fatalf("%d zero-fill slices sent to the next segment after the first failed, want 1", n)
+			}
+			w.expectFrom(l, 1)
+		})
+	}
+}

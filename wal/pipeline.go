@@ -379,7 +379,11 @@ func (l *Log) prepZeroLocked(b *batch, n int, p *plan) {
 	l.zeroSeg = z
 	l.stats.zeroSlices.Add(1)
 	s := &p.ss[p.n]
-	s.PrepWrite(z.fd, zeroBlock()[:chunk], uint64(z.zeroed))
+	fd := z.fd
+	if l.testFail.Load()&failNextZero != 0 && l.testFail.And(^failNextZero)&failNextZero != 0 {
+		fd = -1 // the kernel fails it (EBADF), and breaks the link after it
+	}
+	s.PrepWrite(fd, zeroBlock()[:chunk], uint64(z.zeroed))
 	if l.direct {
 		p.dones[p.n] = l.onZero
 		p.n++
@@ -479,15 +483,16 @@ func (l *Log) finishLocked(wk wakes) int {
 	return n
 }
 
-// Test hooks: make the next write or fdatasync completion fail with EIO,
-// or come back ECANCELED as from a kernel-side cancel; cancelAlways keeps
-// doing the latter.
+// Test hooks: make the next write or fdatasync completion fail with EIO, or
+// come back ECANCELED as from a kernel-side cancel (cancelAlways keeps doing
+// the latter); make the next zero-fill write fail in the kernel.
 const (
 	failNextWrite uint32 = 1 << iota
 	failNextSync
 	cancelNextWrite
 	cancelNextSync
 	cancelAlways
+	failNextZero // the next zero-fill write goes to fd -1
 )
 
 func (l *Log) injected(res int32, bit uint32) int32 {
