@@ -477,7 +477,7 @@ func (fz *fuzzLog) front() (idx, lsn uint64) {
 	l := fz.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.firstIdx, l.firstLSN
+	return l.firstIdxLocked(), l.starts[0]
 }
 
 func (fz *fuzzLog) truncate(b byte) {
@@ -524,13 +524,13 @@ func (fz *fuzzLog) truncate(b byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// The contract: the first segment kept starts at or below the floor...
-	if l.firstLSN > max(fz.floor, 1) {
-		fz.fatalf("TruncateFront(%d): the log starts at LSN %d, above the floor %d", lsn, l.firstLSN, fz.floor)
+	if l.starts[0] > max(fz.floor, 1) {
+		fz.fatalf("TruncateFront(%d): the log starts at LSN %d, above the floor %d", lsn, l.starts[0], fz.floor)
 	}
 	// ... and no segment all below lsn was kept for no documented reason: it
 	// is the current one, or its successor holds no durable record.
-	if err == nil && l.firstIdx < l.cur.idx && l.starts[1] <= lsn && l.starts[1] <= l.durable.Load() {
-		fz.fatalf("TruncateFront(%d) returned, but kept segment %d whose successor starts at LSN %d (durable %d)", lsn, l.firstIdx, l.starts[1], l.durable.Load())
+	if err == nil && l.firstIdxLocked() < l.cur.idx && l.starts[1] <= lsn && l.starts[1] <= l.durable.Load() {
+		fz.fatalf("TruncateFront(%d) returned, but kept segment %d whose successor starts at LSN %d (durable %d)", lsn, l.firstIdxLocked(), l.starts[1], l.durable.Load())
 	}
 }
 
@@ -575,7 +575,7 @@ func (fz *fuzzLog) checkFiles() {
 	fz.t.Helper()
 	l := fz.l
 	l.mu.Lock()
-	first, cur := l.firstIdx, l.cur.idx
+	first, cur := l.firstIdxLocked(), l.cur.idx
 	l.mu.Unlock()
 	spares := 0
 	for _, idx := range segFiles(fz.t, fz.dir) {

@@ -34,7 +34,7 @@ func (l *Log) Replay(fn func(lsn uint64, record []byte) error) error {
 		return ErrClosed
 	}
 	upto := l.durable.Load()
-	first, last, want := l.firstIdx, l.cur.idx, l.firstLSN
+	first, last, want := l.firstIdxLocked(), l.cur.idx, l.starts[0]
 	l.replayWG.Add(1)
 	// TruncateFront moves no segment file while a Replay reads them.
 	l.replays++

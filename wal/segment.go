@@ -164,14 +164,12 @@ func (l *Log) recover() error {
 	}
 	slices.Sort(idxs)
 
-	l.firstIdx, l.firstLSN = 1, 1
 	l.starts = nil
 	next := uint64(1)
 	var cur *segment // where the next record goes
 	var curEnd int64 // its offset, when cur is an existing file
 	keep := 0        // idxs[:keep] hold the log
 	if len(idxs) > 0 {
-		l.firstIdx = idxs[0]
 		var want uint64 // first LSN the next segment must start with; 0: any
 		for i, idx := range idxs {
 			if i > 0 && idx != idxs[i-1]+1 {
@@ -190,9 +188,6 @@ func (l *Log) recover() error {
 				}
 				break // its first write never completed: it and all later go
 			}
-			if i == 0 {
-				l.firstLSN = r.hdr.firstLSN
-			}
 			l.starts = append(l.starts, r.hdr.firstLSN)
 			keep, next = i+1, r.next
 			if !r.eos {
@@ -204,10 +199,10 @@ func (l *Log) recover() error {
 		}
 		if keep == 0 {
 			// Not even the first segment has a header: the log is empty.
-			l.firstLSN, next = 1, 1
+			next = 1
 		}
 		if cur == nil {
-			idx := l.firstIdx
+			idx := idxs[0]
 			if keep > 0 {
 				idx = idxs[keep-1] + 1
 			}
@@ -266,17 +261,28 @@ func (l *Log) headerVerifies(idxs []uint64) bool {
 	if len(idxs) == 0 {
 		return false
 	}
-	f, err := os.Open(filepath.Join(l.dir, segName(idxs[0])))
+	h, _, ok := l.fileHeader(idxs[0])
+	return ok && h.idx == idxs[0]
+}
+
+// fileHeader reads and decodes the header of segment file idx, with the
+// file's size; ok is false if it cannot be read or does not decode.
+func (l *Log) fileHeader(idx uint64) (h segHeader, size int64, ok bool) {
+	f, err := os.Open(filepath.Join(l.dir, segName(idx)))
 	if err != nil {
-		return false
+		return h, 0, false
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return h, 0, false
+	}
 	b := make([]byte, blockSize)
 	if _, err := f.ReadAt(b, 0); err != nil {
-		return false
+		return h, 0, false
 	}
-	h, err := decodeSegHeader(b)
-	return err == nil && h.idx == idxs[0]
+	h, err = decodeSegHeader(b)
+	return h, fi.Size(), err == nil
 }
 
 // scanFile scans segment idx and makes what it holds durable (the crashed

@@ -86,7 +86,7 @@ func (l *Log) TruncateFront(lsn uint64) error {
 	ctx := context.Background()
 	for {
 		l.mu.Lock()
-		idx := l.firstIdx
+		idx := l.firstIdxLocked()
 		// The segment after idx becomes the first: its header must be
 		// durable (it is once its first record is), or a crash would
 		// leave a log whose first segment has none, which recovery
@@ -155,9 +155,7 @@ func (l *Log) TruncateFront(lsn uint64) error {
 
 		l.mu.Lock()
 		if moved {
-			l.firstIdx++
 			l.starts = l.starts[1:]
-			l.firstLSN = l.starts[0]
 		}
 		l.truncating = false
 		l.cond.Broadcast()
@@ -225,19 +223,6 @@ func (l *Log) openSpare(seg *segment) (*ringwake.File, bool, error) {
 // TruncateFront left that was never written under this name: its header
 // verifies and names an older index, and it has this log's segment size.
 func (l *Log) isSpare(idx uint64) bool {
-	f, err := os.Open(filepath.Join(l.dir, segName(idx)))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || fi.Size() != l.opts.SegmentSize {
-		return false
-	}
-	b := make([]byte, blockSize)
-	if _, err := f.ReadAt(b, 0); err != nil {
-		return false
-	}
-	h, err := decodeSegHeader(b)
-	return err == nil && h.idx < idx && h.size == l.opts.SegmentSize
+	h, size, ok := l.fileHeader(idx)
+	return ok && size == l.opts.SegmentSize && h.idx < idx && h.size == l.opts.SegmentSize
 }

@@ -30,10 +30,10 @@ func (l *Log) segStart(t testing.TB, idx uint64) uint64 {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if idx < l.firstIdx || idx > l.cur.idx {
-		t.Fatalf("segment %d is not in the log (%d..%d)", idx, l.firstIdx, l.cur.idx)
+	if idx < l.firstIdxLocked() || idx > l.cur.idx {
+		t.Fatalf("segment %d is not in the log (%d..%d)", idx, l.firstIdxLocked(), l.cur.idx)
 	}
-	return l.starts[idx-l.firstIdx]
+	return l.starts[idx-l.firstIdxLocked()]
 }
 
 func (l *Log) spareIdxs() []uint64 {
@@ -553,7 +553,7 @@ func (l *Log) wouldRoll(n int) bool {
 func (l *Log) first() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.firstIdx
+	return l.firstIdxLocked()
 }
 
 // TestTruncateFrontKeepsHeaderlessSuccessor: right after a roll the new

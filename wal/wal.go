@@ -161,9 +161,7 @@ type Log struct {
 	failWake      bool  // err was just set: finishLocked wakes everyone
 	closing       bool
 	nextLSN       uint64
-	firstIdx      uint64 // oldest segment, and the LSN it starts with: where Replay begins
-	firstLSN      uint64
-	starts        []uint64   // first LSN of each segment firstIdx..cur.idx, for TruncateFront
+	starts        []uint64   // first LSN of each segment in the log, oldest (where Replay begins) to cur
 	spares        []*spare   // files renamed to future indices, ascending, none taken yet
 	cond          sync.Cond  // on mu: a rolled segment's file closed, the log failed, a Replay or a TruncateFront step ended
 	replays       int        // Replays in progress: TruncateFront moves no file meanwhile
@@ -240,6 +238,10 @@ type segment struct {
 }
 
 func (s *segment) name() string { return segName(s.idx) }
+
+// firstIdxLocked is the oldest segment's index: starts has one entry per
+// segment up to the current one.
+func (l *Log) firstIdxLocked() uint64 { return l.cur.idx + 1 - uint64(len(l.starts)) }
 
 // Stats are a Log's counters since Open.
 type Stats struct {
