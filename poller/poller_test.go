@@ -226,9 +226,29 @@ func TestStatsMove(t *testing.T) {
 	if d := after.Completed - before.Completed; d != n {
 		t.Errorf("Completed moved by %d, want %d", d, n)
 	}
-	if after.Parks <= before.Parks {
-		t.Errorf("Parks did not move across %d idle gaps", n)
+	// Each NOP found the poller asleep with nothing in flight, and its ctx
+	// cannot end: it reaped inline, and the poller never woke.
+	if d := after.Inline - before.Inline; d != n {
+		t.Errorf("Inline moved by %d across %d NOPs on a sleeping ring, want %d", d, n, n)
 	}
+	// With a ctx that can end the caller parks, and the poller reaps and
+	// parks again after each.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range n {
+		var s sqe.SQE
+		s.PrepNop()
+		if res, _, err := p.Do(ctx, &s, nil); err != nil || res != 0 {
+			t.Fatalf("Do(NOP) = %d, %v", res, err)
+		}
+	}
+	settle(t, p)
+	if got := p.Stats(); got.Parks <= after.Parks {
+		t.Errorf("Parks did not move across %d idle gaps", n)
+	} else if got.Inline != after.Inline {
+		t.Errorf("Inline moved by %d for calls whose ctx can end", got.Inline-after.Inline)
+	}
+	after = p.Stats()
 	if after.Stale != 0 || after.Overflows != 0 || after.Backlogged != 0 {
 		t.Errorf("Stale %d, Overflows %d, Backlogged %d; want 0 with nothing wrong", after.Stale, after.Overflows, after.Backlogged)
 	}

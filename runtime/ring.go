@@ -176,9 +176,11 @@ func (r *Ring) Capacity() int { return r.p.Capacity() }
 func (r *Ring) Supports(op uint8) bool { return r.p.Ring().Supports(op) }
 
 // Submit copies s into the ring (its UserData belongs to the runtime) and
-// fires done on the poller goroutine with the completion's res and flags:
-// exactly once per completion, or once with res = -ECANCELED if the ring
-// closes first. done must not block; it may call Submit to refill, at most
+// fires done on the goroutine that reaps the ring, with the completion's
+// res and flags: exactly once per completion, or once with res = -ECANCELED
+// if the ring closes first. That goroutine is the poller, or, while the
+// poller sleeps, a blocking call reaping its own request inline (see
+// ReadAt); either way one at a time, never two callbacks at once. done must not block; it may call Submit to refill, at most
 // once per completion it receives, since a Submit that finds every slot in
 // flight sleeps. The caller keeps any memory s points to alive until done has
 // run. Linked SQEs (IOLink, IOHardlink) are refused: a lone link would chain
@@ -262,6 +264,12 @@ func checkOff(op string, fd int, off int64) error {
 // returns 0, nil at the end of the file. When ctx ends first, the read is
 // canceled and ReadAt returns ctx.Err() only after the kernel has let go of
 // p, so p may be reused at once.
+//
+// Like every blocking call, a ReadAt that finds the ring idle (its poller
+// asleep after a spell of fewer than 8 requests in flight) and whose ctx
+// cannot end (context.Background(), as File.ReadAt uses) submits and waits
+// on its own goroutine: two io_uring_enter calls and no goroutine woken, as
+// a C program would do it. Stats.Inline counts those calls.
 func (r *Ring) ReadAt(ctx context.Context, fd int, p []byte, off int64) (int, error) {
 	if err := checkOff("read", fd, off); err != nil {
 		return 0, err

@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -516,4 +517,50 @@ func newRingErr(t *testing.T, cfg ringwake.Config) (*ringwake.Ring, error) {
 	t.Helper()
 	uringtest.Require(t)
 	return ringwake.New(cfg)
+}
+
+// A File read alone on an idle ring (io.ReaderAt: its ctx cannot end) reaps
+// inline, on the reader's goroutine; one whose ctx can end parks for the
+// poller. Both return the same bytes.
+func TestReadAtInline(t *testing.T) {
+	r := newRing(t, ringwake.Config{})
+	// The fallback backend's workers complete requests: nothing to reap inline.
+	wantInline := uint64(0)
+	if r.Backend() == ringwake.BackendIOUring {
+		wantInline = 64
+	}
+	path := filepath.Join(t.TempDir(), "f")
+	want := bytes.Repeat([]byte("ringwake"), 512)
+	if err := os.WriteFile(path, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := r.Open(path, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	before := r.Stats().Inline
+	got := make([]byte, len(want))
+	const n = 64
+	for i := range n {
+		off := int64(i*64) % int64(len(want)-64)
+		if _, err := r.ReadAt(context.Background(), int(f.Fd()), got[:64], off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[:64], want[off:off+64]) {
+			t.Fatalf("read %d at %d: wrong bytes", i, off)
+		}
+	}
+	if d := r.Stats().Inline - before; d != wantInline {
+		t.Errorf("Stats.Inline moved by %d over %d sequential reads on an idle %s ring, want %d", d, n, r.Backend(), wantInline)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before = r.Stats().Inline
+	if _, err := r.ReadAt(ctx, int(f.Fd()), got[:64], 0); err != nil || !bytes.Equal(got[:64], want[:64]) {
+		t.Fatalf("ReadAt with a cancelable ctx: %v", err)
+	}
+	if d := r.Stats().Inline - before; d != 0 {
+		t.Errorf("a ReadAt whose ctx can end reaped inline (Stats.Inline moved by %d)", d)
+	}
 }
