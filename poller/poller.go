@@ -912,8 +912,9 @@ func (p *Poller) kick() {
 		}
 	case pollerInKernel, pollerLent:
 		// The poller (or the caller it lent its role to) sleeps until a
-		// completion; submit directly rather than wake it for the submission. A failure (EBUSY: the CQ is backed up,
-		// so the poller is about to wake) is left to the poller's next round.
+		// completion; submit directly rather than wake it for the
+		// submission. A failure (EBUSY: the CQ is backed up, so the reaper
+		// is about to wake) is left to the reaper's next round.
 		// The read lock keeps Close from unmapping the ring under this call.
 		p.unmapMu.RLock()
 		if !p.unmapped {
@@ -1202,20 +1203,19 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 // and the poller's scratch are this goroutine's alone. A request
 // published alone on a sleeping ring then costs one enter to submit and
 // one to wait, as in C, instead of a wake-up of the poller and another of
-// the caller; at depth 1 that took blocking reads from about 0.75x fio's
-// rate to about 0.94x (docs/benchmarks.md).
+// the caller; at depth 1 that took blocking O_DIRECT reads from 0.67-0.73x
+// fio's rate to 0.98-1.0x (docs/benchmarks.md).
 //
 // On the way out the role goes back: to the poller, woken, when anything
 // is still pending or the ring is closing; else the state returns to
 // pollerParked, re-checked after the store as park does, so that a
 // request published meanwhile is never left without a reaper.
 func (p *Poller) reapInline(slot *Slot) {
-	// Close unmaps only after the poller stopped, which waits for the
-	// role to come back, but a kick holding the read lock already keeps
-	// to the same rule: hold it while touching the ring outside mu.
+	// Held like a kick's direct submit: Close unmaps under the write lock.
 	p.unmapMu.RLock()
 	p.stats.inline.Add(1)
 	p.inlining = true
+	stuck := false          // a submit made no progress: wait (bounded) before the next
 	for len(slot.ch) == 0 { // wakeBlocked filled it: our completion is in
 		if p.pending.Load() >= lockDepth {
 			p.shallow.Store(false) // a crowd joined: the poller's next
@@ -1227,11 +1227,13 @@ func (p *Poller) reapInline(slot *Slot) {
 		if p.ring.CQOverflow() || p.closed.Load() {
 			break // the poller's business
 		}
-		if p.ring.SQPending() > 0 {
+		if n := p.ring.SQPending(); n > 0 && !stuck {
 			p.stats.enters.Add(1)
 			p.submit()
+			stuck = p.ring.SQPending() >= n // EAGAIN: no memory for requests now
 			continue
 		}
+		stuck = false
 		p.stats.enters.Add(1)
 		p.stats.waits.Add(1)
 		// Bounded for the same reason as the poller's wait: a kick whose

@@ -13,7 +13,9 @@
 //	  'one P: GOMAXPROCS=1 -engine ring -mode block'
 //
 // A variant is "NAME: [VAR=VALUE ...] uringbench flags"; the environment
-// assignments apply to that invocation only. -args holds the flags every
+// assignments apply to that invocation only, except UB=PATH, which runs
+// that variant with another uringbench binary (an older build, say:
+// 'before: UB=/tmp/uringbench-old -engine ring -mode block'). -args holds the flags every
 // variant shares (default: randread 4k qd 32 O_DIRECT).
 package main
 
@@ -34,11 +36,15 @@ import (
 
 type variant struct {
 	name  string
+	bin   string // UB=PATH: this variant's uringbench binary (another build, to compare code)
 	env   []string
 	flags []string
 }
 
-// parseVariant splits "NAME: VAR=VALUE ... -flag ..." into its parts.
+// parseVariant splits "NAME: VAR=VALUE ... -flag ..." into its parts. The
+// assignment UB=PATH is not an environment variable: it names the
+// uringbench binary this variant runs, so that two builds can be compared
+// in the same rounds.
 func parseVariant(s string) (variant, error) {
 	name, rest, ok := strings.Cut(s, ":")
 	name = strings.TrimSpace(name)
@@ -47,7 +53,11 @@ func parseVariant(s string) (variant, error) {
 	}
 	v := variant{name: name}
 	for _, w := range strings.Fields(rest) {
-		if k, _, isEnv := strings.Cut(w, "="); isEnv && !strings.HasPrefix(w, "-") && k != "" && strings.ToUpper(k) == k {
+		if k, val, isEnv := strings.Cut(w, "="); isEnv && !strings.HasPrefix(w, "-") && k != "" && strings.ToUpper(k) == k {
+			if k == "UB" {
+				v.bin = val
+				continue
+			}
 			v.env = append(v.env, w)
 			continue
 		}
@@ -150,7 +160,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		for _, i := range order(len(vs), r) {
 			v := vs[i]
 			argv := append([]string{"-json", "-time", *dur, "-file", file, "-keep", "-force"}, strings.Fields(*common)...)
-			cmd := exec.Command(*bin, append(argv, v.flags...)...)
+			b := *bin
+			if v.bin != "" {
+				b = v.bin
+			}
+			cmd := exec.Command(b, append(argv, v.flags...)...)
 			cmd.Env = append(os.Environ(), v.env...)
 			cmd.Stderr = stderr
 			out, err := cmd.Output()

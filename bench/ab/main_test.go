@@ -26,6 +26,13 @@ func TestParseVariant(t *testing.T) {
 	if !slices.Equal(v.flags, []string{"-engine", "ring", "-mode", "block", "-io-per-enter=2"}) {
 		t.Errorf("flags %q", v.flags)
 	}
+	v, err = parseVariant("before: UB=/tmp/ub-old GOMAXPROCS=1 -engine ring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.bin != "/tmp/ub-old" || !slices.Equal(v.env, []string{"GOMAXPROCS=1"}) || !slices.Equal(v.flags, []string{"-engine", "ring"}) {
+		t.Errorf("UB= variant parsed as bin %q env %q flags %q", v.bin, v.env, v.flags)
+	}
 	for _, bad := range []string{"-engine fio", ": -engine fio", "name: GOMAXPROCS=1", "name:"} {
 		if _, err := parseVariant(bad); err == nil {
 			t.Errorf("%q accepted", bad)
