@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -539,8 +540,22 @@ func TestReadAtInline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	before := r.Stats().Inline
 	got := make([]byte, len(want))
+	// Make the poller go to sleep first: a read whose ctx can end goes
+	// through it, and it parks once the ring is idle (between page-cache
+	// reads it might otherwise keep spinning, and never be found asleep).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	parks := r.Stats().Parks
+	if _, err := r.ReadAt(ctx, int(f.Fd()), got[:64], 0); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); r.Stats().Parks == parks; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the poller never parked")
+		}
+	}
+	before := r.Stats().Inline
 	const n = 64
 	for i := range n {
 		off := int64(i*64) % int64(len(want)-64)
@@ -554,8 +569,6 @@ func TestReadAtInline(t *testing.T) {
 	if d := r.Stats().Inline - before; d != wantInline {
 		t.Errorf("Stats.Inline moved by %d over %d sequential reads on an idle %s ring, want %d", d, n, r.Backend(), wantInline)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	before = r.Stats().Inline
 	if _, err := r.ReadAt(ctx, int(f.Fd()), got[:64], 0); err != nil || !bytes.Equal(got[:64], want[:64]) {
 		t.Fatalf("ReadAt with a cancelable ctx: %v", err)
