@@ -39,6 +39,18 @@ func readInline(t *testing.T, p *Poller, fd int, buf []byte) <-chan int32 {
 	return got
 }
 
+// await returns what ch delivers, failing the test if nothing comes.
+func await(t *testing.T, ch <-chan int32, what string) int32 {
+	t.Helper()
+	select {
+	case res := <-ch:
+		return res
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s never returned", what)
+		return 0
+	}
+}
+
 // An inline reaper runs the callbacks of requests others submit meanwhile.
 // A callback's Submit that finds no slot must defer, as on the poller,
 // rather than sleep: the reaper it runs on is the only one freeing slots.
@@ -84,13 +96,8 @@ func TestInlineCallbackSubmitDefers(t *testing.T) {
 	if _, err := unix.Write(pw, []byte{7}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case res := <-got:
-		if res != 1 {
-			t.Errorf("inline read res %d, want 1", res)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the inline read never returned")
+	if res := await(t, got, "the inline read"); res != 1 {
+		t.Errorf("inline read res %d, want 1", res)
 	}
 	select {
 	case <-allFired:
@@ -131,13 +138,8 @@ func TestInlineHandsBack(t *testing.T) {
 	if _, err := unix.Write(wb, []byte{2}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case res := <-gotB:
-		if res != 1 {
-			t.Errorf("read B res %d, want 1", res)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("read B was never delivered after the inline caller left")
+	if res := await(t, gotB, "read B, after the inline caller left"); res != 1 {
+		t.Errorf("read B res %d, want 1", res)
 	}
 	if n := p.Stats().Inline; n != 1 {
 		t.Errorf("Inline = %d, want 1 (B found the role taken)", n)
@@ -153,13 +155,8 @@ func TestInlineClose(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case res := <-got:
-		if res != -int32(syscall.ECANCELED) && res != -int32(syscall.EINTR) {
-			t.Errorf("inline read after Close: res %d, want -ECANCELED", res)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the inline read never returned after Close")
+	if res := await(t, got, "the inline read, after Close"); res != -int32(syscall.ECANCELED) && res != -int32(syscall.EINTR) {
+		t.Errorf("inline read after Close: res %d, want -ECANCELED", res)
 	}
 }
 
