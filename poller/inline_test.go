@@ -1,8 +1,11 @@
 package poller
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -187,5 +190,148 @@ func TestInlineSequentialReads(t *testing.T) {
 	}
 	if after.Parks != before.Parks {
 		t.Errorf("Parks moved by %d: the poller woke for inline reads", after.Parks-before.Parks)
+	}
+}
+
+// A few callers at a shallow depth keep taking the role in turn while
+// callbacks resubmit and other calls are canceled: every read returns its
+// own bytes, every callback fires exactly once, and the ring ends with
+// nothing pending. Run under -race it also checks the hand-overs of the
+// poller's scratch between goroutines.
+func TestInlineStress(t *testing.T) {
+	p := newPoller(t, Config{Entries: 16})
+	f, err := os.CreateTemp(t.TempDir(), "inline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const blocks, bs = 64, 512
+	data := make([]byte, blocks*bs)
+	for i := range data {
+		data[i] = byte(i*7 + i/bs)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	fd := int32(f.Fd())
+
+	const readers, perReader, chains, perChain = 3, 400, 2, 300
+	var wg sync.WaitGroup
+	for g := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, bs)
+			for i := range perReader {
+				b := (g*31 + i*17) % blocks
+				var s sqe.SQE
+				s.PrepRead(fd, buf, uint64(b*bs))
+				res, _, err := p.Do(context.Background(), &s, unsafe.Pointer(&buf[0]))
+				if err != nil || res != bs || !bytes.Equal(buf, data[b*bs:(b+1)*bs]) {
+					t.Errorf("reader %d read %d (block %d): res %d err %v, bytes match %v", g, i, b, res, err, bytes.Equal(buf, data[b*bs:(b+1)*bs]))
+					return
+				}
+			}
+		}()
+	}
+	// Calls whose ctx can end, half of them canceled at once: they take
+	// the ordinary path, against the inline reapers.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range perReader {
+			ctx, cancel := context.WithCancel(context.Background())
+			if i%2 == 0 {
+				cancel()
+			}
+			var s sqe.SQE
+			s.PrepNop()
+			res, _, err := p.Do(ctx, &s, nil)
+			cancel()
+			if err == nil && res != 0 || err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelable NOP %d: res %d err %v", i, res, err)
+				return
+			}
+		}
+	}()
+	var fired, submitted atomic.Int64
+	var chainWG sync.WaitGroup
+	var nop sqe.SQE
+	nop.PrepNop()
+	for range chains {
+		chainWG.Add(1)
+		left := perChain
+		var cb func(int32, uint32)
+		cb = func(res int32, _ uint32) {
+			fired.Add(1)
+			if res != 0 {
+				t.Errorf("chained NOP res %d", res)
+			}
+			if left--; left == 0 {
+				chainWG.Done()
+				return
+			}
+			submitted.Add(1)
+			if err := p.Submit(&nop, cb); err != nil {
+				t.Errorf("resubmit: %v", err)
+				chainWG.Done()
+			}
+		}
+		submitted.Add(1)
+		if err := p.Submit(&nop, cb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	chainWG.Wait()
+	if fired.Load() != submitted.Load() || fired.Load() != chains*perChain {
+		t.Errorf("callbacks fired %d for %d submitted, want %d", fired.Load(), submitted.Load(), chains*perChain)
+	}
+	waitFor(t, "nothing pending", func() bool { return p.pending.Load() == 0 })
+	st := p.Stats()
+	if st.Stale != 0 {
+		t.Errorf("%d stale completions", st.Stale)
+	}
+	if st.Inline == 0 {
+		t.Errorf("no call reaped inline in %d shallow calls (Stats %+v)", readers*perReader, st)
+	}
+	t.Logf("Stats %+v", st)
+}
+
+// A request published while the inline reaper is on its way out (after
+// its last look at what is pending, before the state is parked again)
+// was submitted directly on seeing pollerLent: the reaper's re-check after
+// the store must give the role back to the poller for it.
+func TestInlineExitRace(t *testing.T) {
+	p := newPoller(t, Config{Entries: 8})
+	settle(t, p)
+	late := make(chan int32, 1)
+	armed := true
+	inlineExitHook = func() {
+		if !armed {
+			return
+		}
+		armed = false
+		go func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var s sqe.SQE
+			s.PrepNop()
+			res, _, err := p.Do(ctx, &s, nil)
+			if err != nil {
+				t.Errorf("late NOP: %v", err)
+			}
+			late <- res
+		}()
+		// Submitted directly, its completion waiting for a reaper.
+		waitFor(t, "the late NOP submitted", func() bool { return p.pending.Load() == 1 && p.ring.SQPending() == 0 })
+	}
+	t.Cleanup(func() { inlineExitHook = nil })
+	nop(t, p) // reaps inline, and on its way out meets the late NOP
+	if armed {
+		t.Fatal("the first NOP did not reap inline")
+	}
+	if res := await(t, late, "the NOP published as the inline reaper left"); res != 0 {
+		t.Errorf("late NOP res %d", res)
 	}
 }

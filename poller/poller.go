@@ -1248,6 +1248,9 @@ func (p *Poller) reapInline(slot *Slot) {
 	if p.pending.Load() > 0 || p.closed.Load() || p.ring.SQPending() > 0 || p.ring.CQReady() > 0 || p.ring.CQOverflow() {
 		p.handBack()
 	} else {
+		if inlineExitHook != nil {
+			inlineExitHook()
+		}
 		p.state.Store(pollerParked)
 		// A submitter that saw pollerLent submitted on its own: if one did
 		// after the checks above, it is pending now and needs the poller.
@@ -1257,6 +1260,10 @@ func (p *Poller) reapInline(slot *Slot) {
 	}
 	p.unmapMu.RUnlock()
 }
+
+// inlineExitHook, set only by tests, runs between an inline reaper's last
+// look at what is pending and its return of the state to pollerParked.
+var inlineExitHook func()
 
 // handBack returns the role lent to an inline reaper to the poller, which
 // has been waiting in park for a token that only this sends.
