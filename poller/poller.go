@@ -252,7 +252,8 @@ func New(cfg Config) (*Poller, error) {
 		stopped: make(chan struct{}),
 		// SQPOLL submits on its own thread, and the software ring completes
 		// on its workers: neither gains from a caller waiting in the kernel.
-		inlineOK: !cfg.SQPoll && !cfg.Soft,
+		// The wait is bounded, which needs EXT_ARG (5.11).
+		inlineOK: !cfg.SQPoll && !cfg.Soft && r.Features()&ring.FeatExtArg != 0,
 	}
 	p.shallow.Store(true)
 	batch := r.CQEntries()
@@ -1218,7 +1219,7 @@ func (p *Poller) reapInline(slot *Slot) {
 	stuck := false          // a submit made no progress: wait (bounded) before the next
 	for len(slot.ch) == 0 { // wakeBlocked filled it: our completion is in
 		if p.pending.Load() >= lockDepth {
-			p.shallow.Store(false) // a crowd joined: the poller's next
+			p.shallow.Store(false) // a crowd joined: the poller serves the next spell
 		}
 		if n := p.ring.PeekBatch(p.cqes); n > 0 {
 			p.dispatch(p.cqes[:n])
