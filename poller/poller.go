@@ -151,11 +151,9 @@ type Poller struct {
 	published   bool        // under mu: a deferred request was just published; kick after unlock
 	inCallbacks atomic.Bool // the poller (or an inline reaper) is running callbacks
 	pollerGoid  atomic.Uint64
-	// reaperGoid is the goroutine reaping inline, once a callback has to run
-	// on it (0 otherwise); inlining and reaperSet belong to whoever reaps.
+	// reaperGoid is the goroutine reaping inline (state pollerLent), once a
+	// callback has to run on it; 0 otherwise.
 	reaperGoid atomic.Uint64
-	inlining   bool
-	reaperSet  bool
 	inlineOK   bool        // blocking calls may reap inline (not under SQPOLL or the software ring)
 	shallow    atomic.Bool // the poller's last busy spell stayed below lockDepth in flight
 	free       []uint32
@@ -620,13 +618,14 @@ func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer,
 	}
 	p.ring.Publish()
 	p.mu.Unlock()
-	if p.inlineOK && d <= 0 && ctx.Done() == nil && p.shallow.Load() && p.state.CompareAndSwap(pollerParked, pollerLent) {
+	done := ctx.Done()
+	if p.inlineOK && d <= 0 && done == nil && p.shallow.Load() && p.state.CompareAndSwap(pollerParked, pollerLent) {
 		p.reapInline(slot)
 	} else {
 		p.kick()
 	}
 
-	if done := ctx.Done(); done == nil {
+	if done == nil {
 		<-slot.ch
 	} else {
 		select {
@@ -1177,11 +1176,10 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 	// pending drops only after the batch's slots are consistent again, so
 	// Close never sees zero while a callback still has to run.
 	if len(fired) > 0 {
-		if p.inlining && !p.reaperSet {
+		if p.state.Load() == pollerLent && p.reaperGoid.Load() == 0 {
 			// Callbacks on a caller's goroutine: a Submit they make with no
 			// slot free must defer, as on the poller, not sleep (onPoller).
 			p.reaperGoid.Store(curGoid())
-			p.reaperSet = true
 		}
 		p.inCallbacks.Store(true)
 		for i := range fired {
@@ -1215,7 +1213,6 @@ func (p *Poller) reapInline(slot *Slot) {
 	// Held like a kick's direct submit: Close unmaps under the write lock.
 	p.unmapMu.RLock()
 	p.stats.inline.Add(1)
-	p.inlining = true
 	stuck := false          // a submit made no progress: wait (bounded) before the next
 	for len(slot.ch) == 0 { // wakeBlocked filled it: our completion is in
 		if p.pending.Load() >= lockDepth {
@@ -1244,7 +1241,6 @@ func (p *Poller) reapInline(slot *Slot) {
 			break // EBUSY and the like: the poller sorts them out
 		}
 	}
-	p.inlining, p.reaperSet = false, false
 	p.reaperGoid.Store(0)
 	if p.pending.Load() > 0 || p.closed.Load() || p.ring.SQPending() > 0 || p.ring.CQReady() > 0 || p.ring.CQOverflow() {
 		p.handBack()

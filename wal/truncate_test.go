@@ -83,6 +83,17 @@ type logWriter struct {
 	rec  func(g, n int) []byte
 }
 
+// reopen closes the writer's log and opens dir again; the writer appends
+// to the new one, which it returns.
+func (w *logWriter) reopen(dir string, o Options) *Log {
+	w.t.Helper()
+	if err := w.l.Close(); err != nil {
+		w.t.Fatal(err)
+	}
+	w.l = openT(w.t, dir, o)
+	return w.l
+}
+
 func newLogWriter(t testing.TB, l *Log, g int) *logWriter {
 	return &logWriter{t: t, l: l, g: g, recs: map[uint64][]byte{}, rec: testRecord}
 }
@@ -169,11 +180,7 @@ func TestTruncateFrontRecycles(t *testing.T) {
 				t.Fatalf("Recycled %d, want 2", r)
 			}
 			w.expectFrom(l, from)
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
-			l = openT(t, dir, o)
-			w.l = l
+			l = w.reopen(dir, o)
 			w.expectFrom(l, from)
 			last := l.DurableLSN()
 			if lsn := w.append(); lsn != last+1 {
@@ -258,11 +265,7 @@ func TestTruncateFrontSparesOnReopen(t *testing.T) {
 			if err := l.TruncateFront(l.segStart(t, 3)); err != nil {
 				t.Fatal(err)
 			}
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
-			l = openT(t, dir, o)
-			w.l = l
+			l = w.reopen(dir, o)
 			if got := l.spareIdxs(); !slices.Equal(got, []uint64{6, 7}) {
 				t.Fatalf("spares after reopen %v, want [6 7]", got)
 			}
@@ -280,11 +283,7 @@ func TestTruncateFrontSparesOnReopen(t *testing.T) {
 			if _, img, _ := headerOf(t, dir, 6); !allZero(img[:blockSize]) {
 				t.Fatal("a reused spare's header block was not zeroed before use")
 			}
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
-			l = openT(t, dir, o)
-			w.l = l
+			l = w.reopen(dir, o)
 			if got := l.spareIdxs(); !slices.Equal(got, []uint64{7}) {
 				t.Fatalf("spares after reopen %v, want [7] (6 was taken)", got)
 			}
