@@ -147,6 +147,11 @@ type Poller struct {
 
 	closed  atomic.Bool
 	pending atomic.Int64 // SQEs published whose final CQE has not been reaped
+	// yieldScore rises when a blocking caller's yields found its completion
+	// and falls when they did not; below zero callers park at once, but for
+	// one in yieldProbe (yieldProbes counts them). See yieldFor.
+	yieldScore  atomic.Int32
+	yieldProbes atomic.Uint32
 	// batchExtra is the SubmitAndWait requests in flight less one per
 	// chunk: pending-batchExtra counts callers, not requests, for the rules
 	// that tell a crowd of goroutines (lockDepth) from one with a batch.
