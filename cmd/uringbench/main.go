@@ -32,6 +32,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -104,6 +105,11 @@ func (e *env) engineRuns() []engineRun {
 			runs = append(runs, engineRun{"gofile", "block", runGofile})
 		case "fio":
 			runs = append(runs, engineRun{"fio", "io_uring" + e.cfg.feat.forFio().suffix(), runFio})
+		case "cpeak":
+			if !slices.Contains(cpeakWorkloads, e.cfg.workload) && !e.cfg.explicit["engine"] {
+				continue
+			}
+			runs = append(runs, engineRun{"cpeak", e.cfg.cpeakMode(), runCpeak})
 		case "cref":
 			if e.cfg.workload != "nop" && !e.cfg.explicit["engine"] {
 				continue // a nop-only reference has nothing to say about file I/O
