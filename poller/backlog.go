@@ -99,6 +99,35 @@ func (p *Poller) acquire(ctx context.Context) (uint32, error) {
 	return idx, nil
 }
 
+// acquireAll fills idxs with slots, sleeping for each while all are in
+// flight, and returns with p.mu held; on failure it holds none.
+func (p *Poller) acquireAll(ctx context.Context, idxs []uint32) error {
+	// One caller at a time may hold some slots while it waits for the rest:
+	// two doing so could each wait forever for the other's.
+	p.batchMu.Lock()
+	defer p.batchMu.Unlock()
+	for i := range idxs {
+		idx, err := p.acquire(ctx)
+		if err != nil {
+			p.mu.Lock()
+			published := false
+			for _, j := range idxs[:i] {
+				published = p.releaseLocked(j) || published
+			}
+			p.mu.Unlock()
+			if published {
+				p.kick()
+			}
+			return err
+		}
+		idxs[i] = idx
+		if i < len(idxs)-1 {
+			p.mu.Unlock()
+		}
+	}
+	return nil
+}
+
 func (p *Poller) release(idx uint32) {
 	p.mu.Lock()
 	published := p.releaseLocked(idx)
@@ -114,7 +143,7 @@ func (p *Poller) release(idx uint32) {
 // request was published, which the caller kicks after unlocking.
 func (p *Poller) releaseLocked(idx uint32) bool {
 	s := &p.slots[idx]
-	s.keep, s.done = nil, nil
+	s.keep, s.done, s.batch = nil, nil, nil
 	s.tag.Store(uint64(s.gen) << 2) // slotFree
 	if !(p.backlog.Active() && p.backlog.WakeUp(uint64(idx)) > 0) {
 		p.free = append(p.free, idx)

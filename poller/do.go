@@ -77,7 +77,7 @@ func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer,
 	p.mu.Unlock()
 	done := ctx.Done()
 	if p.inlineOK && d <= 0 && done == nil && p.shallow.Load() && p.state.CompareAndSwap(pollerParked, pollerLent) {
-		p.reapInline(slot)
+		p.reapInline(slot.ch, nil)
 	} else {
 		p.kick()
 	}

@@ -35,7 +35,7 @@ func (p *Poller) loop() {
 	yielded := false
 	for {
 		inFlight := p.pending.Load()
-		deep = deep || inFlight >= lockDepth
+		deep = deep || inFlight-p.batchExtra.Load() >= lockDepth
 		// See dedicatedThread for when the thread is taken and let go.
 		if dedicated && !th.locked && inFlight > 0 && (deep || !woke) {
 			th.adjust(true)

@@ -147,6 +147,10 @@ type Poller struct {
 
 	closed  atomic.Bool
 	pending atomic.Int64 // SQEs published whose final CQE has not been reaped
+	// batchExtra is the SubmitAndWait requests in flight less one per
+	// chunk: pending-batchExtra counts callers, not requests, for the rules
+	// that tell a crowd of goroutines (lockDepth) from one with a batch.
+	batchExtra atomic.Int64
 	// cancelGen moves before every cancel the runtime publishes or passes
 	// on (ctx, File.Close, Close, a caller's cancel opcode), so an
 	// ECANCELED on a request published at the current value came from the

@@ -47,8 +47,9 @@ type Slot struct {
 	done  func(res int32, flags uint32)
 	// keep holds the buffer the kernel reads or writes: reachable, so the GC
 	// cannot free it, and on the heap (it escapes through here), so it never moves.
-	keep unsafe.Pointer
-	ts   unix.Timespec // a linked timeout's duration, read by the kernel at submission
+	keep  unsafe.Pointer
+	batch *batchWaiter  // SubmitAndWait: the entry counting down the caller's chunk
+	ts    unix.Timespec // a linked timeout's duration, read by the kernel at submission
 
 	// A lone request (Submit, or Do without a timeout) keeps its SQE, so that
 	// the poller can submit it again if the kernel cancels it on its own.

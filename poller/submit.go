@@ -116,29 +116,9 @@ func (p *Poller) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)
 		p.deferLocked(append([]sqe.SQE{}, ss...), append([]func(int32, uint32){}, dones...))
 		return nil
 	}
-	// One batch at a time may hold some slots while it waits for the rest:
-	// two doing so could each wait forever for the other's.
-	p.batchMu.Lock()
-	defer p.batchMu.Unlock()
 	var idxs [MaxBatch]uint32
-	for i := 0; i < k; i++ {
-		idx, err := p.acquire(context.Background())
-		if err != nil {
-			p.mu.Lock()
-			published := false
-			for _, j := range idxs[:i] {
-				published = p.releaseLocked(j) || published
-			}
-			p.mu.Unlock()
-			if published {
-				p.kick()
-			}
-			return err
-		}
-		idxs[i] = idx
-		if i < k-1 {
-			p.mu.Unlock()
-		}
+	if err := p.acquireAll(context.Background(), idxs[:k]); err != nil {
+		return err
 	}
 	for i := 0; i < k; i++ {
 		slot := &p.slots[idxs[i]]
