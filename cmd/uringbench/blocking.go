@@ -101,20 +101,7 @@ func (p *plan) runBlocking(ctx context.Context, e *env, label string, bp *buffer
 		ws[i].hist = newHist()
 		dos[i] = mk(i)
 	}
-	stopBar := e.startProgress(label, p)
-	defer stopBar()
-	var wg sync.WaitGroup
-	mt := startMeter()
-	for i := range ws {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ws[i].loop(p, dos[i])
-		}()
-	}
-	p.waitEnd(ctx, e.cfg.duration, func() { wg.Wait() })
-	m := &measured{hist: newHist()}
-	mt.stop(m)
+	m := p.runGoroutines(ctx, e, label, len(ws), func(i int) { ws[i].loop(p, dos[i]) })
 	for i := range ws {
 		w := &ws[i]
 		if w.err != nil {
@@ -125,6 +112,27 @@ func (p *plan) runBlocking(ctx context.Context, e *env, label string, bp *buffer
 		m.written = append(m.written, w.smp.off[:w.smp.n]...)
 	}
 	return m, nil
+}
+
+// runGoroutines runs loop(0) to loop(n-1) on goroutines of their own, each
+// until the plan ends, and measures them from the first start to the last
+// return. The caller merges what the loops counted into the result.
+func (p *plan) runGoroutines(ctx context.Context, e *env, label string, n int, loop func(i int)) *measured {
+	stopBar := e.startProgress(label, p)
+	defer stopBar()
+	var wg sync.WaitGroup
+	mt := startMeter()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop(i)
+		}()
+	}
+	p.waitEnd(ctx, e.cfg.duration, func() { wg.Wait() })
+	m := &measured{hist: newHist()}
+	mt.stop(m)
+	return m
 }
 
 // waitEnd returns once wait has returned, having set p.stop after d (when

@@ -88,7 +88,7 @@ func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 	case "callback":
 		m, err = p.runCallback(ctx, e, "ring/"+mode, rio)
 	case "batch":
-		return nil, nil, skipf("batch mode needs Ring.Do, which this build lacks")
+		m, err = p.runBatch(ctx, e, "ring/"+mode, rio)
 	default:
 		m, err = p.runBlocking(ctx, e, "ring/"+mode, rio.bp(p), rio.blockingOp)
 	}
