@@ -22,15 +22,20 @@ func writeRun(t *testing.T, dir string, i int, ringIOPS, fioIOPS, ringCPU, fioCP
 		{"engine": "fio", "mode": "io_uring", "workload": "randread", "iops": fioIOPS, "mib_per_s": fioIOPS * 4096 / (1 << 20),
 			"lat_ns": map[string]int{"p50": 1, "p99": 2, "p999": 3, "max": 4}, "cpu_s_per_mop": fioCPU},
 	}
+	return writeRows(t, filepath.Join(dir, "run"+string(rune('0'+i))+".json"), rows)
+}
+
+// writeRows writes rows as one uringbench -json array to path.
+func writeRows(t *testing.T, path string, rows []map[string]any) string {
+	t.Helper()
 	b, err := json.Marshal(rows)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, "run"+string(rune('0'+i))+".json")
-	if err := os.WriteFile(p, b, 0o644); err != nil {
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return path
 }
 
 func TestTableAndTargets(t *testing.T) {
@@ -72,15 +77,7 @@ func TestVsCpeak(t *testing.T) {
 			{"engine": "ring", "mode": "block", "iops": v[0], "cpu_s_per_mop": 1.0},
 			{"engine": "cpeak", "mode": "s4c4", "iops": v[1], "cpu_s_per_mop": 2.0},
 		}
-		b, err := json.Marshal(rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, "c"+string(rune('0'+i))+".json")
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, p)
+		files = append(files, writeRows(t, filepath.Join(dir, "c"+string(rune('0'+i))+".json"), rows))
 	}
 	var out, errb bytes.Buffer
 	if code := run(files, &out, &errb); code != 0 {

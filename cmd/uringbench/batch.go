@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
 	ringwake "github.com/ringwake/ringwake/runtime"
 	"github.com/ringwake/ringwake/sqe"
 )
@@ -31,16 +30,13 @@ func batchGroups(qd int) []int {
 // over. Op j of its batch is in-flight slot first+j: its buffers and random
 // stream are that slot's, as in the other modes.
 type batcher struct {
-	ops   []ringwake.Op
+	tally
+	batch []ringwake.Op
 	ss    []sqe.SQE // nop: the batch's NOPs
 	res   []int32
 	rngs  []rng
 	rbufs [][]byte
 	wbufs [][]byte
-	hist  *hdrhistogram.Histogram
-	count int64
-	smp   samples
-	err   error
 }
 
 // runBatch drives the plan with batchGroups(qd) goroutines, each waiting for
@@ -61,7 +57,7 @@ func (p *plan) runBatch(ctx context.Context, e *env, label string, rio ringIO) (
 	for g, n := range gs {
 		b := &bs[g]
 		b.hist = newHist()
-		b.ops = make([]ringwake.Op, n)
+		b.batch = make([]ringwake.Op, n)
 		b.rngs = make([]rng, n)
 		b.rbufs, b.wbufs = make([][]byte, n), make([][]byte, n)
 		if p.workload == "nop" {
@@ -73,7 +69,7 @@ func (p *plan) runBatch(ctx context.Context, e *env, label string, rio ringIO) (
 		for j := range n {
 			b.rngs[j] = newRNG(p.seed, slot)
 			b.rbufs[j], b.wbufs[j] = bp.slot(p, slot)
-			b.ops[j].Fd = rio.fd
+			b.batch[j].Fd = rio.fd
 			slot++
 		}
 	}
@@ -81,13 +77,9 @@ func (p *plan) runBatch(ctx context.Context, e *env, label string, rio ringIO) (
 		map[bool]string{true: " (nop: Ring.SubmitAndWait of NOPs)", false: ""}[p.workload == "nop"])
 	m := p.runGoroutines(ctx, e, label, len(bs), func(i int) { bs[i].loop(p, rio.r) })
 	for i := range bs {
-		b := &bs[i]
-		if b.err != nil {
-			return nil, b.err
+		if err := m.merge(&bs[i].tally); err != nil {
+			return nil, err
 		}
-		m.ops += b.count
-		m.hist.Merge(b.hist)
-		m.written = append(m.written, b.smp.off[:b.smp.n]...)
 	}
 	return m, nil
 }
@@ -96,7 +88,7 @@ func (b *batcher) loop(p *plan, r *ringwake.Ring) {
 	ctx := context.Background() // as in block mode: the plan's stop flag ends the run
 	for {
 		n := 0
-		for n < len(b.ops) {
+		for n < len(b.batch) {
 			seq, ok := p.claim()
 			if !ok {
 				break
@@ -122,10 +114,10 @@ func (b *batcher) loop(p *plan, r *ringwake.Ring) {
 			p.stop.Store(true)
 			return
 		}
-		b.count += int64(n)
+		b.ops += int64(n)
 		for j := range n {
-			if b.ops[j].Write {
-				b.smp.add(b.ops[j].Off)
+			if b.batch[j].Write {
+				b.smp.add(b.batch[j].Off)
 			}
 		}
 	}
@@ -133,7 +125,7 @@ func (b *batcher) loop(p *plan, r *ringwake.Ring) {
 
 // prep fills op j of the batch for op number seq.
 func (b *batcher) prep(p *plan, j int, seq int64) {
-	op := &b.ops[j]
+	op := &b.batch[j]
 	k := p.kind(&b.rngs[j])
 	op.Off = p.offset(seq, &b.rngs[j])
 	op.Write = k != opRead
@@ -158,11 +150,11 @@ func (b *batcher) run(ctx context.Context, r *ringwake.Ring, n int) error {
 		}
 		return nil
 	}
-	if err := r.Do(ctx, b.ops[:n]); err != nil {
+	if err := r.Do(ctx, b.batch[:n]); err != nil {
 		return err
 	}
 	for j := range n {
-		if op := &b.ops[j]; op.N != len(op.Buf) {
+		if op := &b.batch[j]; op.N != len(op.Buf) {
 			return fmt.Errorf("short %s: %d of %d bytes at %d", opName(op.Write), op.N, len(op.Buf), op.Off)
 		}
 	}

@@ -51,7 +51,9 @@ func TestBatchMode(t *testing.T) {
 }
 
 // TestBatchModeDoesNotAllocate: one allocation per batch would be 1/32 per
-// op; the run's setup is a few hundred over 20000 ops.
+// op; the run's setup is a few hundred over 20000 ops. Under the race
+// detector the ring's pooled batch waiters are dropped now and then, about
+// 0.016 allocations per op, which the bound leaves room for.
 func TestBatchModeDoesNotAllocate(t *testing.T) {
 	uringtest.Require(t)
 	code, _, stderr := cli(t, "-ops", "20000", "-size", "4m", "-file", filepath.Join(t.TempDir(), "a.dat"), "-engine", "ring", "-mode", "batch", "-v")
@@ -62,7 +64,11 @@ func TestBatchModeDoesNotAllocate(t *testing.T) {
 	if m == nil {
 		t.Fatalf("-v reports no allocation count: %s", stderr)
 	}
-	if v, _ := strconv.ParseFloat(m[1], 64); v > 0.01 {
+	limit := 0.01
+	if raceEnabled {
+		limit = 0.03
+	}
+	if v, _ := strconv.ParseFloat(m[1], 64); v > limit {
 		t.Errorf("%v heap allocations per op in batch mode", v)
 	}
 }

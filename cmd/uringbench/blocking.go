@@ -23,14 +23,30 @@ type measured struct {
 	allocs  uint64 // heap allocations of the whole process during the run
 }
 
-type worker struct {
-	rng  rng
-	rbuf []byte
-	wbuf []byte
+// tally is what one goroutine of a run counts, merged at the end.
+type tally struct {
 	hist *hdrhistogram.Histogram
 	ops  int64
 	smp  samples
 	err  error
+}
+
+// merge adds t to m, or returns the goroutine's error.
+func (m *measured) merge(t *tally) error {
+	if t.err != nil {
+		return t.err
+	}
+	m.ops += t.ops
+	m.hist.Merge(t.hist)
+	m.written = append(m.written, t.smp.off[:t.smp.n]...)
+	return nil
+}
+
+type worker struct {
+	tally
+	rng  rng
+	rbuf []byte
+	wbuf []byte
 }
 
 // needsWriteBuf reports whether workers need a buffer that keeps the write
@@ -103,13 +119,9 @@ func (p *plan) runBlocking(ctx context.Context, e *env, label string, bp *buffer
 	}
 	m := p.runGoroutines(ctx, e, label, len(ws), func(i int) { ws[i].loop(p, dos[i]) })
 	for i := range ws {
-		w := &ws[i]
-		if w.err != nil {
-			return nil, w.err
+		if err := m.merge(&ws[i].tally); err != nil {
+			return nil, err
 		}
-		m.ops += w.ops
-		m.hist.Merge(w.hist)
-		m.written = append(m.written, w.smp.off[:w.smp.n]...)
 	}
 	return m, nil
 }

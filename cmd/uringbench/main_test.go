@@ -356,7 +356,7 @@ func TestParseSize(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	ok := func() *config {
-		return &config{workload: "randread", bs: 4096, qd: 32, size: 1 << 20, duration: 1, cache: "cold"}
+		return &config{workload: "randread", bs: 4096, qd: 32, size: 1 << 20, duration: 1, cache: "cold", submitBatch: 4, completeBatch: 4}
 	}
 	if err := ok().validate(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
@@ -368,6 +368,7 @@ func TestValidate(t *testing.T) {
 		"bs unaligned": func(c *config) { c.bs, c.direct = 4000, directOn },
 		"size < bs":    func(c *config) { c.size = 2048 },
 		"qd":           func(c *config) { c.qd = maxQD + 1 },
+		"submit batch": func(c *config) { c.submitBatch = 0 },
 		"buffers":      func(c *config) { c.qd, c.bs, c.size = maxQD, maxBS, 1<<40 },
 		"no end":       func(c *config) { c.duration = 0 },
 		"cache":        func(c *config) { c.cache = "hot" },
