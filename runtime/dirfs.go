@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -134,11 +133,12 @@ func (d *dirFS) Stat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
 	}
-	st, err := d.r.stat(context.Background(), full, 0)
+	fi, err := d.r.Stat(full)
 	if err != nil {
-		return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
+		err.(*fs.PathError).Path = name
+		return nil, err
 	}
-	return &statxInfo{name: basename(full), st: *st}, nil
+	return fi, nil
 }
 
 // Sub returns the tree rooted at dir within d.

@@ -350,3 +350,22 @@ func (r *Ring) lstat(ctx context.Context, path string) (*unix.Statx_t, error) {
 func sameStatx(a, b *unix.Statx_t) bool {
 	return a.Ino == b.Ino && a.Dev_major == b.Dev_major && a.Dev_minor == b.Dev_minor
 }
+
+// Stat returns the FileInfo of the named file, following symbolic links,
+// as os.Stat: statx(2) through the ring. Its Sys is the *unix.Statx_t.
+func (r *Ring) Stat(name string) (os.FileInfo, error) {
+	st, err := r.stat(context.Background(), name, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "stat", Path: name, Err: err}
+	}
+	return &statxInfo{name: basename(name), st: *st}, nil
+}
+
+// Lstat is Stat without following a final symbolic link, as os.Lstat.
+func (r *Ring) Lstat(name string) (os.FileInfo, error) {
+	st, err := r.lstat(context.Background(), name)
+	if err != nil {
+		return nil, &os.PathError{Op: "lstat", Path: name, Err: err}
+	}
+	return &statxInfo{name: basename(name), st: *st}, nil
+}

@@ -413,3 +413,33 @@ func TestFsOpsPathsUnderGC(t *testing.T) {
 		}
 	}
 }
+
+// TestStatParity: Ring.Stat and Ring.Lstat describe every kind of entry as
+// os.Stat and os.Lstat do, and fail as they do.
+func TestStatParity(t *testing.T) {
+	r := newRing(t, ringwake.Config{Entries: 8, Fallback: true})
+	root := t.TempDir()
+	fixture(t, root)
+	show := func(fi fs.FileInfo, err error) string {
+		if err != nil {
+			var pe *os.PathError
+			if !errors.As(err, &pe) {
+				return "not a PathError: " + err.Error()
+			}
+			return fmt.Sprintf("%s %s: %v", pe.Op, strings.TrimPrefix(pe.Path, root), pe.Err)
+		}
+		return fmt.Sprintf("%s %v %v %d %v", fi.Name(), fi.IsDir(), fi.Mode(), fi.Size(), fi.ModTime())
+	}
+	for _, name := range []string{"a", "b", "d", "d/x", "e", "l", "dangling", "fifo", "zz", "a/x", "d/", "."} {
+		p := filepath.Join(root, name)
+		if name == "d/" {
+			p = root + "/d/"
+		}
+		if o, w := show(os.Stat(p)), show(r.Stat(p)); o != w {
+			t.Errorf("Stat(%s): os %s, ringwake %s", name, o, w)
+		}
+		if o, w := show(os.Lstat(p)), show(r.Lstat(p)); o != w {
+			t.Errorf("Lstat(%s): os %s, ringwake %s", name, o, w)
+		}
+	}
+}
