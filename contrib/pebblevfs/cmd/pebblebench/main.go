@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -29,8 +28,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -77,9 +74,8 @@ func main() {
 
 // result is one phase on one file system.
 type result struct {
-	opsPerSec  float64
-	cpuPerOp   time.Duration // user+system CPU of the process per operation
-	maxThreads int           // OS threads, sampled every 5 ms
+	opsPerSec float64
+	cpuPerOp  time.Duration // user+system CPU of the process per operation
 }
 
 type fsMaker struct {
@@ -150,27 +146,25 @@ func run(c config, out io.Writer) error {
 					return fmt.Errorf("%s on %s: %w", w.name, m.name, err)
 				}
 				res[w.name][m.name] = append(res[w.name][m.name], r)
-				fmt.Fprintf(out, "round %d %-13s %-11s %9.0f ops/s  %6.1f µs CPU/op  %3d threads\n",
-					round+1, w.name, m.name, r.opsPerSec, float64(r.cpuPerOp)/1e3, r.maxThreads)
+				fmt.Fprintf(out, "round %d %-13s %-11s %9.0f ops/s  %6.1f µs CPU/op\n",
+					round+1, w.name, m.name, r.opsPerSec, float64(r.cpuPerOp)/1e3)
 			}
 		}
 	}
 
-	fmt.Fprintf(out, "\n| workload | ringwake ops/s | vfs.Default ops/s | ratio (median of per-round ratios) | CPU/op ringwake | CPU/op vfs.Default | threads ringwake | threads vfs.Default |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "\n| workload | ringwake ops/s | vfs.Default ops/s | ratio (median of per-round ratios) | CPU/op ringwake | CPU/op vfs.Default |\n|---|---|---|---|---|---|\n")
 	for _, w := range workloads {
 		rw, df := res[w.name]["ringwake"], res[w.name]["vfs.Default"]
 		var ratios []float64
 		for i := range rw {
 			ratios = append(ratios, rw[i].opsPerSec/df[i].opsPerSec)
 		}
-		fmt.Fprintf(out, "| %s | %.0f | %.0f | %.2fx | %.1f µs | %.1f µs | %d | %d |\n", w.name,
+		fmt.Fprintf(out, "| %s | %.0f | %.0f | %.2fx | %.1f µs | %.1f µs |\n", w.name,
 			median(rw, func(r result) float64 { return r.opsPerSec }),
 			median(df, func(r result) float64 { return r.opsPerSec }),
 			medianOf(ratios),
 			median(rw, func(r result) float64 { return float64(r.cpuPerOp) / 1e3 }),
-			median(df, func(r result) float64 { return float64(r.cpuPerOp) / 1e3 }),
-			int(median(rw, func(r result) float64 { return float64(r.maxThreads) })),
-			int(median(df, func(r result) float64 { return float64(r.maxThreads) })))
+			median(df, func(r result) float64 { return float64(r.cpuPerOp) / 1e3 }))
 	}
 	return nil
 }
@@ -294,58 +288,17 @@ func evict(dir string) error {
 	})
 }
 
-// measure runs fn, which makes ops operations, and reports its rate, the
-// process's CPU per operation and the most OS threads seen meanwhile.
+// measure runs fn, which makes ops operations, and reports its rate and
+// the process's CPU per operation.
 func measure(ops int, fn func() error) (result, error) {
-	stop := make(chan struct{})
-	var maxThreads atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if n := int64(threads()); n > maxThreads.Load() {
-				maxThreads.Store(n)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
 	var ru0, ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	t0 := time.Now()
 	err := fn()
 	elapsed := time.Since(t0)
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	close(stop)
-	wg.Wait()
 	cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
-	return result{
-		opsPerSec:  float64(ops) / elapsed.Seconds(),
-		cpuPerOp:   cpu / time.Duration(ops),
-		maxThreads: int(maxThreads.Load()),
-	}, err
-}
-
-// threads is the process's OS thread count, from /proc/self/status.
-func threads() int {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	s := bufio.NewScanner(bytes.NewReader(b))
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "Threads:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
+	return result{opsPerSec: float64(ops) / elapsed.Seconds(), cpuPerOp: cpu / time.Duration(ops)}, err
 }
 
 // syncedWrites opens a fresh database on fsys and has c.writers goroutines
