@@ -80,7 +80,9 @@ type result struct {
 
 type fsMaker struct {
 	name string
-	make func() (vfs.FS, func() error, error)
+	// make returns the file system, what to call after the phase, and a
+	// line about the ring's work (empty for vfs.Default).
+	make func() (vfs.FS, func() (string, error), error)
 }
 
 func run(c config, out io.Writer) error {
@@ -89,14 +91,22 @@ func run(c config, out io.Writer) error {
 	}
 	defer os.RemoveAll(c.dir)
 	fss := []fsMaker{
-		{"ringwake", func() (vfs.FS, func() error, error) {
+		{"ringwake", func() (vfs.FS, func() (string, error), error) {
 			r, err := ringwake.New(ringwake.Config{Entries: c.entries})
 			if err != nil {
 				return nil, nil, err
 			}
-			return pebblevfs.New(r), r.Close, nil
+			return pebblevfs.New(r), func() (string, error) {
+				st := r.Stats()
+				line := fmt.Sprintf("  ring: %d requests, %.1f submitted per enter, %.1f completions per wait in the kernel, %d reaped inline",
+					st.Submitted, float64(st.Submitted)/float64(max(st.Enters, 1)),
+					float64(st.Completed)/float64(max(st.Waits, 1)), st.Inline)
+				return line, r.Close()
+			}, nil
 		}},
-		{"vfs.Default", func() (vfs.FS, func() error, error) { return vfs.Default, func() error { return nil }, nil }},
+		{"vfs.Default", func() (vfs.FS, func() (string, error), error) {
+			return vfs.Default, func() (string, error) { return "", nil }, nil
+		}},
 	}
 
 	readDir := filepath.Join(c.dir, "read")
@@ -139,7 +149,8 @@ func run(c config, out io.Writer) error {
 					return err
 				}
 				r, err := w.run(fsys, round)
-				if cerr := closeFS(); err == nil {
+				ringLine, cerr := closeFS()
+				if err == nil {
 					err = cerr
 				}
 				if err != nil {
@@ -148,6 +159,9 @@ func run(c config, out io.Writer) error {
 				res[w.name][m.name] = append(res[w.name][m.name], r)
 				fmt.Fprintf(out, "round %d %-13s %-11s %9.0f ops/s  %6.1f µs CPU/op\n",
 					round+1, w.name, m.name, r.opsPerSec, float64(r.cpuPerOp)/1e3)
+				if ringLine != "" {
+					fmt.Fprintln(out, ringLine)
+				}
 			}
 		}
 	}

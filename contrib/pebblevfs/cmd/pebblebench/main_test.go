@@ -29,6 +29,7 @@ func TestRunSmall(t *testing.T) {
 		`(?m)^round 1 random reads +ringwake +\d+ ops/s`,
 		`(?m)^\| synced writes \| \d+ \| \d+ \| \d+\.\d\dx \|`,
 		`(?m)^\| random reads \| \d+ \| \d+ \| \d+\.\d\dx \|`,
+		`(?m)^  ring: \d+ requests, \d+\.\d submitted per enter`,
 	} {
 		if !regexp.MustCompile(re).Match(out.Bytes()) {
 			t.Errorf("output lacks %s:\n%s", re, out.String())
