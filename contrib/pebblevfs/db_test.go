@@ -37,15 +37,24 @@ func setCount(t *testing.T) int {
 	return 200_000
 }
 
-// quietLogger drops Pebble's informational lines and reports its errors.
+// quietLogger drops Pebble's informational lines and reports its errors
+// to t (to stderr without one, in examples).
 type quietLogger struct{ t testing.TB }
 
-func (l quietLogger) Infof(string, ...any)                   {}
-func (l quietLogger) Errorf(f string, args ...any)           { l.t.Errorf("pebble: "+f, args...) }
-func (l quietLogger) Fatalf(f string, args ...any)           { l.t.Fatalf("pebble: "+f, args...) }
-func (l quietLogger) String() string                         { return "quietLogger" }
-func (l quietLogger) Eventf(context.Context, string, ...any) {}
-func (l quietLogger) IsTracingEnabled(context.Context) bool  { return false }
+func (l quietLogger) Infof(string, ...any) {}
+func (l quietLogger) Errorf(f string, args ...any) {
+	if l.t == nil {
+		fmt.Fprintf(os.Stderr, "pebble: "+f+"\n", args...)
+		return
+	}
+	l.t.Errorf("pebble: "+f, args...)
+}
+func (l quietLogger) Fatalf(f string, args ...any) {
+	if l.t == nil {
+		panic(fmt.Sprintf("pebble: "+f, args...))
+	}
+	l.t.Fatalf("pebble: "+f, args...)
+}
 
 // model is what the database must hold: for each key, the seed and length
 // its value is generated from.
