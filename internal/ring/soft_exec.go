@@ -89,6 +89,8 @@ func (e *softEngine) prepOp(q *softReq) syscall.Errno {
 		q.fd = int(s.Fd)
 	case s.Flags&sqe.FixedFile != 0 && s.Opcode == sqe.OpClose:
 		return syscall.EBADF
+	case s.Flags&sqe.FixedFile != 0 && isPathOp(s.Opcode):
+		return syscall.EBADF // io_uring/fs.c refuses a fixed directory fd so
 	case s.Flags&sqe.FixedFile != 0:
 		return syscall.EINVAL
 	}

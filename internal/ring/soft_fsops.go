@@ -7,6 +7,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// isPathOp reports the directory operations.
+func isPathOp(op uint8) bool {
+	switch op {
+	case sqe.OpRenameat, sqe.OpUnlinkat, sqe.OpMkdirat, sqe.OpSymlinkat, sqe.OpLinkat:
+		return true
+	}
+	return false
+}
+
 // prepPathOp validates the directory operations (RENAMEAT, UNLINKAT,
 // MKDIRAT, SYMLINKAT, LINKAT) as the kernel's io_uring/fs.c does: the SQE
 // fields an operation does not use must be zero.

@@ -51,6 +51,11 @@ func pathOpSteps(dir string) []struct {
 		{"unlinkat the last file", func(s *sqe.SQE) { s.PrepUnlinkat(cwd, p("d/f2"), 0) }, 0},
 		{"rmdir", func(s *sqe.SQE) { s.PrepUnlinkat(cwd, p("d"), unix.AT_REMOVEDIR) }, 0},
 		{"mkdirat again", func(s *sqe.SQE) { s.PrepMkdirat(cwd, p("d"), 0o700) }, 0},
+		{"mkdirat with a fixed file", func(s *sqe.SQE) { s.PrepMkdirat(0, p("f2"), 0o700); s.Flags = sqe.FixedFile }, e(syscall.EBADF)},
+		{"renameat with a fixed file", func(s *sqe.SQE) {
+			s.PrepRenameat(0, p("d"), cwd, p("d3"), 0)
+			s.Flags = sqe.FixedFile
+		}, e(syscall.EBADF)},
 	}
 }
 
