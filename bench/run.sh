@@ -14,6 +14,10 @@
 # system under test), SCENARIOS (default: all of them but depths, see
 # below), DEPTHS (for the depths scenario, default "1 8 32 128").
 #
+# randread-direct, randread-cached and nop run every ring mode (-mode all:
+# block, callback, batch); randread-cached (reads of cached data through the
+# ring, File's page-cache fast path off) has os.File beside them.
+#
 # The depths scenario runs randread and randwrite, page-cached and O_DIRECT,
 # at each depth of DEPTHS with the ring (block and callback), cpeak and fio:
 # 16 tables by default, about RUNS x 16 x 4 x TIME.
@@ -150,17 +154,17 @@ for s in $SCENARIOS; do
 	ENGINES=""
 	case $s in
 	randread-direct)
-		measure "$s" -workload randread -bs 4k -qd 32 -direct
-		table "$s" "randread 4k O_DIRECT qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct\`)" \
+		measure "$s" -workload randread -bs 4k -qd 32 -direct -mode all
+		table "$s" "randread 4k O_DIRECT qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct -mode all\`)" \
 			-target "ring/block iops >= 0.8 cpeak/s4c4" -target "ring/callback iops >= 0.95 fio/io_uring" \
 			-target "ring/block cpu <= 1.3 ring/callback" \
 			-target "ring/block iops >= 2.5 gofile/block" -target "ring/callback iops >= 2.5 gofile/block" \
 			-target "ring/block cpu <= 1.5 fio/io_uring" -target "ring/callback cpu <= 1.5 fio/io_uring"
 		;;
 	randread-cached)
-		ENGINES=ring,cpeak,fio
-		measure "$s" -workload randread -bs 4k -qd 32 -direct=false -cache warm -cache-fastpath=false -size 1g
-		table "$s" "randread 4k buffered through the ring, file in page cache, qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct=false -cache warm -cache-fastpath=false -size 1g -engine ring,cpeak,fio\`)" \
+		ENGINES=ring,cpeak,fio,gofile
+		measure "$s" -workload randread -bs 4k -qd 32 -direct=false -cache warm -cache-fastpath=false -size 1g -mode all
+		table "$s" "randread 4k buffered through the ring, file in page cache, qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct=false -cache warm -cache-fastpath=false -size 1g -mode all -engine ring,cpeak,fio,gofile\`)" \
 			-target "ring/block iops >= 0.8 ring/callback" -target "ring/block iops >= 1.0 cpeak/s4c4"
 		;;
 	depths)
@@ -184,8 +188,8 @@ for s in $SCENARIOS; do
 			-target "ring/block iops >= 0.8 gofile/block" -target "ring/callback iops >= 0.8 gofile/block"
 		;;
 	nop)
-		measure "$s" -workload nop -qd 32
-		table "$s" "nop qd 32 (\`uringbench -workload nop -qd 32\`)" \
+		measure "$s" -workload nop -qd 32 -mode all
+		table "$s" "nop qd 32 (\`uringbench -workload nop -qd 32 -mode all\`)" \
 			-target "ring/callback iops >= 0.5 cref/batch"
 		echo "C reference alone (\`bench/reference/run.sh\`):"
 		echo
