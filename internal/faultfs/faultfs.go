@@ -66,25 +66,35 @@
 // reads and writes to the server uncached); the backing files are opened
 // without it, since only the durable image matters.
 //
+// # The server runs in a child process
+//
+// Mount starts the file system in a child process: the test binary again,
+// which this package's init turns into the server (FAULTFS_SERVE in its
+// environment). A server in the process under test can deadlock it: io_uring
+// issues some requests (a linked fdatasync, a retried write) from task work
+// that runs on whichever thread of the submitting process next enters the
+// kernel, one the Go scheduler counts as running user code; blocked on the
+// FUSE reply, it never answers a stop-the-world, so a garbage collection
+// the server needs to serve that reply never starts. The parent drives the
+// child over a pipe (Cut, Inject, Stats, Close).
+//
 // Mounting needs root (the mount is made with mount(2) directly, no
 // fusermount) and /dev/fuse. Use New in tests: it skips where FUSE is not
 // available, except under CI=true.
 package faultfs
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"sort"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/hanwen/go-fuse/v2/fs"
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringwake/ringwake/internal/uringtest"
@@ -98,29 +108,6 @@ type Config struct {
 	DirectIO bool
 }
 
-// FS is a mounted faultfs. Its methods are safe for concurrent use.
-type FS struct {
-	cfg  Config
-	base string // holds mnt and the backing directories
-	mnt  string
-
-	mu      sync.Mutex // serializes Cut and Close
-	cur     *mount
-	retired []*mount // cut mounts, served until their last open file closes
-	gens    int
-	closed  bool
-
-	nextGen atomic.Uint64 // inode generations, unique across mounts
-
-	faultMu sync.Mutex
-	faults  []*fault
-	budget  int64 // bytes writes and fallocates may still use; -1: no limit
-
-	stats struct {
-		reads, writes, fsyncs, fdatasyncs, dirSyncs, injected, noSpace, cuts, droppedBytes, lostNames, revivedNames atomic.Int64
-	}
-}
-
 // Stats are an FS's counters since Mount.
 type Stats struct {
 	Reads, Writes           int64 // read and write requests served
@@ -130,19 +117,27 @@ type Stats struct {
 	NoSpace                 int64 // requests failed with ENOSPC by the space budget
 	Cuts                    int64 // power cuts
 	DroppedBytes            int64 // bytes written (or truncated, or fallocated) and not synced when a cut came
-	LostNames, RevivedNames int64 // directory entries a cut removed, and brought back
+	LostNames, RevivedNames int64 // directory entries cuts removed, and brought back
 }
 
-// Stats returns the FS's counters.
-func (f *FS) Stats() Stats {
-	s := &f.stats
-	return Stats{
-		Reads: s.reads.Load(), Writes: s.writes.Load(),
-		Fsyncs: s.fsyncs.Load(), Fdatasyncs: s.fdatasyncs.Load(), DirSyncs: s.dirSyncs.Load(),
-		Injected: s.injected.Load(), NoSpace: s.noSpace.Load(),
-		Cuts: s.cuts.Load(), DroppedBytes: s.droppedBytes.Load(),
-		LostNames: s.lostNames.Load(), RevivedNames: s.revivedNames.Load(),
-	}
+// CutReport says what one power cut dropped.
+type CutReport struct {
+	DroppedBytes int64 // bytes written, truncated or fallocated since their file's last sync
+	LostNames    int   // entries created or renamed since their directory's last fsync, gone
+	RevivedNames int   // entries removed or renamed away since then, back
+}
+
+// FS is a mounted faultfs, served by a child process. Its methods are safe
+// for concurrent use.
+type FS struct {
+	mnt string
+
+	mu     sync.Mutex // one request to the server at a time
+	cmd    *exec.Cmd
+	req    *json.Encoder
+	resp   *json.Decoder
+	stdin  io.Closer
+	closed bool
 }
 
 // Available reports why this process cannot mount a faultfs, or nil.
@@ -182,23 +177,75 @@ func New(t testing.TB, cfg Config) *FS {
 	return f
 }
 
+// serveEnv names the directory a child serves; serveConfigEnv its Config.
+const (
+	serveEnv       = "FAULTFS_SERVE"
+	serveConfigEnv = "FAULTFS_CONFIG"
+)
+
 // Mount mounts a faultfs at dir/mnt, backed by dir/disk-0, both created
 // (dir must exist). What dir/disk-0 already holds is durable.
 func Mount(dir string, cfg Config) (*FS, error) {
-	f := &FS{cfg: cfg, base: dir, mnt: filepath.Join(dir, "mnt"), budget: -1}
-	if err := os.Mkdir(f.mnt, 0o755); err != nil {
-		return nil, fmt.Errorf("faultfs: %w", err)
-	}
-	disk := filepath.Join(dir, "disk-0")
-	if err := os.MkdirAll(disk, 0o755); err != nil {
-		return nil, fmt.Errorf("faultfs: %w", err)
-	}
-	m, err := f.mount(disk)
+	c, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
 	}
-	f.cur = m
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), serveEnv+"="+dir, serveConfigEnv+"="+string(c))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("faultfs: start the server: %w", err)
+	}
+	f := &FS{mnt: filepath.Join(dir, "mnt"), cmd: cmd, req: json.NewEncoder(stdin), resp: json.NewDecoder(bufio.NewReader(stdout)), stdin: stdin}
+	// The server's first message says whether it mounted.
+	if _, err := f.call(request{}); err != nil {
+		stdin.Close()
+		cmd.Wait()
+		return nil, err
+	}
 	return f, nil
+}
+
+// request and reply are the pipe protocol: one JSON request, one reply.
+type request struct {
+	Op     string // "cut", "inject", "clear", "budget", "stats", "close"; "" is the mount's own reply
+	Fault  Fault  `json:",omitempty"`
+	Budget int64  `json:",omitempty"`
+}
+
+type reply struct {
+	Err   string
+	Cut   CutReport
+	Stats Stats
+}
+
+func (f *FS) call(r request) (reply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return reply{}, errors.New("faultfs: closed")
+	}
+	if r.Op != "" {
+		if err := f.req.Encode(r); err != nil {
+			return reply{}, fmt.Errorf("faultfs: %s: %w", r.Op, err)
+		}
+	}
+	var rep reply
+	if err := f.resp.Decode(&rep); err != nil {
+		return reply{}, fmt.Errorf("faultfs: %s: the server is gone: %w", r.Op, err)
+	}
+	if rep.Err != "" {
+		return rep, errors.New(rep.Err)
+	}
+	return rep, nil
 }
 
 // Dir is the mount point.
@@ -207,464 +254,58 @@ func (f *FS) Dir() string { return f.mnt }
 // Path is name under the mount point.
 func (f *FS) Path(name string) string { return filepath.Join(f.mnt, name) }
 
-// CutReport says what one power cut dropped.
-type CutReport struct {
-	DroppedBytes int64 // bytes written, truncated or fallocated since their file's last sync
-	LostNames    int   // entries created or renamed since their directory's last fsync, gone
-	RevivedNames int   // entries removed or renamed away since then, back
-}
-
 // Cut is a power cut: from the moment it begins, every request to the mount
 // fails with EIO; the mount point is then replaced by a new mount of what
 // was durable (see the package comment). Files open on the old mount stay
 // open on it, failing with EIO, until closed. Cut returns once the new mount
 // is up.
 func (f *FS) Cut() (CutReport, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return CutReport{}, errors.New("faultfs: Cut after Close")
-	}
-	old := f.cur
-	f.gens++
-	disk := filepath.Join(f.base, fmt.Sprintf("disk-%d", f.gens))
-	rep, err := old.cut(disk)
-	if err != nil {
-		return rep, err
-	}
-	f.stats.cuts.Add(1)
-	f.stats.droppedBytes.Add(rep.DroppedBytes)
-	f.stats.lostNames.Add(int64(rep.LostNames))
-	f.stats.revivedNames.Add(int64(rep.RevivedNames))
-	// Detach: the mount point is free at once, while files open on the old
-	// mount keep it (frozen) until they are closed.
-	if err := unix.Unmount(f.mnt, unix.MNT_DETACH); err != nil {
-		return rep, fmt.Errorf("faultfs: detach %s: %w", f.mnt, err)
-	}
-	f.retired = append(f.retired, old)
-	m, err := f.mount(disk)
-	if err != nil {
-		f.cur = nil
-		return rep, err
-	}
-	f.cur = m
-	return rep, nil
+	rep, err := f.call(request{Op: "cut"})
+	return rep.Cut, err
 }
 
-// retireTimeout bounds how long Close waits for cut mounts whose files are
-// still open before it aborts their connections.
-const retireTimeout = 20 * time.Second
+// Inject adds a fault. Faults are checked in the order they were added; the
+// first that fails a request ends the check.
+func (f *FS) Inject(ft Fault) error {
+	_, err := f.call(request{Op: "inject", Fault: ft})
+	return err
+}
 
-// Close unmounts the file system. It waits for mounts retired by Cut until
-// their files are closed (and reports the ones it had to abort after a
-// while: a test left files open).
+// ClearFaults removes every fault and the space budget: the disk works
+// again.
+func (f *FS) ClearFaults() error {
+	_, err := f.call(request{Op: "clear"})
+	return err
+}
+
+// SetSpaceBudget lets writes and fallocates use n more bytes in all (every
+// byte written counts, overwrites too); past it they fail with ENOSPC. A
+// negative n removes the limit.
+func (f *FS) SetSpaceBudget(n int64) error {
+	_, err := f.call(request{Op: "budget", Budget: n})
+	return err
+}
+
+// Stats returns the FS's counters.
+func (f *FS) Stats() (Stats, error) {
+	rep, err := f.call(request{Op: "stats"})
+	return rep.Stats, err
+}
+
+// Close unmounts the file system and stops the server. It waits for mounts
+// retired by Cut until their files are closed, and reports the ones it had
+// to abort after a while: a test left files open.
 func (f *FS) Close() error {
+	_, err := f.call(request{Op: "close"})
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return nil
 	}
 	f.closed = true
-	var errs []error
-	if f.cur != nil {
-		if err := f.cur.server.Unmount(); err != nil {
-			// Files still open: detach, and wait below like a cut mount.
-			errs = append(errs, fmt.Errorf("faultfs: unmount %s: %w (files left open)", f.mnt, err))
-			if err := unix.Unmount(f.mnt, unix.MNT_DETACH); err != nil {
-				errs = append(errs, fmt.Errorf("faultfs: detach %s: %w", f.mnt, err))
-			}
-		}
-		f.retired = append(f.retired, f.cur)
-		f.cur = nil
+	f.stdin.Close()
+	if werr := f.cmd.Wait(); werr != nil && err == nil {
+		err = fmt.Errorf("faultfs: server: %w", werr)
 	}
-	deadline := time.After(retireTimeout)
-	for _, m := range f.retired {
-		select {
-		case <-m.served:
-			continue
-		case <-deadline:
-		}
-		errs = append(errs, fmt.Errorf("faultfs: a mount of %s still had open files after %v; aborted", m.disk, retireTimeout))
-		m.abort()
-		<-m.served
-	}
-	f.retired = nil
-	return errors.Join(errs...)
-}
-
-// mount serves a new mount of disk at f.mnt.
-func (f *FS) mount(disk string) (*mount, error) {
-	m := &mount{fs: f, disk: disk, inodes: map[uint64]*inode{}, served: make(chan struct{})}
-	var st syscall.Stat_t
-	if err := syscall.Lstat(disk, &st); err != nil {
-		return nil, fmt.Errorf("faultfs: %w", err)
-	}
-	var err error
-	if m.root, err = m.load(disk, &st); err != nil {
-		return nil, err
-	}
-	rootData := &fs.LoopbackRoot{Path: disk, Dev: uint64(st.Dev)}
-	root := &node{LoopbackNode: &fs.LoopbackNode{RootData: rootData}, m: m, st: m.root}
-	rootData.RootNode = root
-	zero := time.Duration(0)
-	opts := &fs.Options{
-		// No kernel caching of names or attributes: a name the kernel
-		// has cached is looked up here anyway, so a frozen mount fails it.
-		EntryTimeout:    &zero,
-		AttrTimeout:     &zero,
-		NegativeTimeout: &zero,
-		MountOptions: fuse.MountOptions{
-			FsName:            "faultfs",
-			Name:              "faultfs",
-			DirectMountStrict: true,
-			DisableXAttrs:     true,
-		},
-	}
-	srv, err := fuse.NewServer(fs.NewNodeFS(root, opts), f.mnt, &opts.MountOptions)
-	if err != nil {
-		return nil, fmt.Errorf("faultfs: mount %s: %w", f.mnt, err)
-	}
-	m.server = srv
-	go func() {
-		defer close(m.served)
-		srv.Serve()
-	}()
-	if err := srv.WaitMount(); err != nil {
-		unix.Unmount(f.mnt, unix.MNT_DETACH)
-		<-m.served
-		return nil, fmt.Errorf("faultfs: mount %s: %w", f.mnt, err)
-	}
-	if err := syscall.Stat(f.mnt, &st); err == nil {
-		m.dev = st.Dev
-	}
-	return m, nil
-}
-
-// mount is one mount of one backing directory.
-type mount struct {
-	fs     *FS
-	disk   string
-	server *fuse.Server
-	served chan struct{} // closed when Serve returned
-	dev    uint64        // the mount's device number: its fusectl connection
-
-	// mu is held shared by every request that changes the backing
-	// directory or the durable image, and exclusively by the cut.
-	mu   sync.RWMutex
-	dead atomic.Bool // set under mu; read without it by requests that change nothing
-
-	imu    sync.Mutex
-	inodes map[uint64]*inode // live files and directories by backing inode number
-	root   *inode
-}
-
-// enter admits a request that changes state, or fails it with EIO once the
-// mount is cut. The caller calls exit when done.
-func (m *mount) enter() syscall.Errno {
-	m.mu.RLock()
-	if m.dead.Load() {
-		m.mu.RUnlock()
-		return syscall.EIO
-	}
-	return 0
-}
-
-func (m *mount) exit() { m.mu.RUnlock() }
-
-// abort ends the mount's FUSE connection: requests fail with ENOTCONN and
-// the server stops.
-func (m *mount) abort() {
-	p := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", unix.Minor(m.dev))
-	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
-		// fusectl may not be mounted.
-		unix.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, "")
-		os.WriteFile(p, []byte("1"), 0)
-	}
-}
-
-// inode is the durable state of one file or directory, and what it owes
-// since its last sync.
-type inode struct {
-	gen  uint64 // unique: FUSE's generation for it
-	dir  bool
-	perm uint32
-
-	mu      sync.Mutex
-	data    []byte            // file: contents at the last sync (nil: never synced, empty)
-	dirty   spans             // file: ranges changed since then
-	entries map[string]*inode // directory: names at the last fsync
-}
-
-// load records disk's tree (the path p, whose lstat is st) as durable.
-func (m *mount) load(p string, st *syscall.Stat_t) (*inode, error) {
-	in := m.newInode(st)
-	switch st.Mode & syscall.S_IFMT {
-	case syscall.S_IFREG:
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("faultfs: %w", err)
-		}
-		in.data = data
-	case syscall.S_IFDIR:
-		ents, err := os.ReadDir(p)
-		if err != nil {
-			return nil, fmt.Errorf("faultfs: %w", err)
-		}
-		for _, e := range ents {
-			cp := filepath.Join(p, e.Name())
-			var cst syscall.Stat_t
-			if err := syscall.Lstat(cp, &cst); err != nil {
-				return nil, fmt.Errorf("faultfs: %w", err)
-			}
-			c, err := m.load(cp, &cst)
-			if err != nil {
-				return nil, err
-			}
-			in.entries[e.Name()] = c
-		}
-	default:
-		return nil, fmt.Errorf("faultfs: %s: only files and directories are supported", p)
-	}
-	return in, nil
-}
-
-// newInode records a file or directory just created (or found at mount) as
-// the one with st's inode number: a number the backing file system reuses
-// gets a new inode, while the old one lives on in the durable names that
-// still refer to it.
-func (m *mount) newInode(st *syscall.Stat_t) *inode {
-	in := &inode{
-		gen:  m.fs.nextGen.Add(1),
-		dir:  st.Mode&syscall.S_IFMT == syscall.S_IFDIR,
-		perm: st.Mode & 0o7777,
-	}
-	if in.dir {
-		in.entries = map[string]*inode{}
-	}
-	m.imu.Lock()
-	m.inodes[st.Ino] = in
-	m.imu.Unlock()
-	return in
-}
-
-// inodeOf is the live inode with st's inode number.
-func (m *mount) inodeOf(st *syscall.Stat_t) *inode {
-	m.imu.Lock()
-	in := m.inodes[st.Ino]
-	m.imu.Unlock()
-	if in == nil {
-		// Not made here nor found at mount (the backing directory was
-		// changed behind the mount's back): never synced.
-		in = m.newInode(st)
-	}
-	return in
-}
-
-// changed notes that [off, end) of the file changed.
-func (in *inode) changed(off, end int64) {
-	if end <= off {
-		return
-	}
-	in.mu.Lock()
-	in.dirty = in.dirty.add(off, end)
-	in.mu.Unlock()
-}
-
-// sync makes the file's contents durable, reading the changed ranges
-// through fd.
-func (in *inode) sync(fd int) syscall.Errno {
-	// A descriptor of its own: fd may be write-only.
-	rfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return errnoOf(err)
-	}
-	defer unix.Close(rfd)
-	var st unix.Stat_t
-	if err := unix.Fstat(rfd, &st); err != nil {
-		return errnoOf(err)
-	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	size := st.Size
-	var data []byte
-	if old := int64(len(in.data)); size <= int64(cap(in.data)) {
-		data = in.data[:size]
-		if size > old {
-			// Only a failed sync leaves a grown range unowed: it reads
-			// back as zeros.
-			clear(data[old:])
-		}
-	} else {
-		data = make([]byte, size)
-		copy(data, in.data)
-	}
-	for _, s := range in.dirty {
-		end := min(s.end, size)
-		for off := s.off; off < end; {
-			n, err := unix.Pread(rfd, data[off:end], off)
-			if err != nil {
-				return errnoOf(err)
-			}
-			if n == 0 {
-				clear(data[off:end]) // the file shrank meanwhile
-				break
-			}
-			off += int64(n)
-		}
-	}
-	in.data = data
-	in.dirty = in.dirty[:0]
-	return 0
-}
-
-// forget drops what the file owes without making it durable: a failed sync.
-func (in *inode) forget() {
-	in.mu.Lock()
-	in.dirty = in.dirty[:0]
-	in.mu.Unlock()
-}
-
-// syncDir makes the directory at p's names durable.
-func (m *mount) syncDir(in *inode, p string) syscall.Errno {
-	ents, err := os.ReadDir(p)
-	if err != nil {
-		return errnoOf(err)
-	}
-	names := make(map[string]*inode, len(ents))
-	for _, e := range ents {
-		var st syscall.Stat_t
-		if err := syscall.Lstat(filepath.Join(p, e.Name()), &st); err != nil {
-			if errors.Is(err, syscall.ENOENT) {
-				continue // removed meanwhile
-			}
-			return errnoOf(err)
-		}
-		names[e.Name()] = m.inodeOf(&st)
-	}
-	in.mu.Lock()
-	in.entries = names
-	in.mu.Unlock()
-	return 0
-}
-
-// cut freezes the mount and writes its durable image to disk.
-func (m *mount) cut(disk string) (CutReport, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.dead.Store(true)
-	var rep CutReport
-	m.imu.Lock()
-	for _, in := range m.inodes {
-		for _, s := range in.dirty {
-			rep.DroppedBytes += s.end - s.off
-		}
-	}
-	m.imu.Unlock()
-	if err := m.compare(m.disk, m.root, &rep); err != nil {
-		return rep, err
-	}
-	if err := os.Mkdir(disk, 0o755); err != nil {
-		return rep, fmt.Errorf("faultfs: %w", err)
-	}
-	return rep, m.root.write(disk, map[*inode]bool{})
-}
-
-// compare counts the names of the live directory p (whose inode is in) that
-// differ from its durable names, and recurses into its live subdirectories.
-func (m *mount) compare(p string, in *inode, rep *CutReport) error {
-	ents, err := os.ReadDir(p)
-	if err != nil {
-		return fmt.Errorf("faultfs: %w", err)
-	}
-	live := map[string]bool{}
-	for _, e := range ents {
-		cp := filepath.Join(p, e.Name())
-		var st syscall.Stat_t
-		if err := syscall.Lstat(cp, &st); err != nil {
-			return fmt.Errorf("faultfs: %w", err)
-		}
-		c := m.inodeOf(&st)
-		live[e.Name()] = true
-		if in.entries[e.Name()] != c {
-			rep.LostNames++
-		}
-		if c.dir {
-			if err := m.compare(cp, c, rep); err != nil {
-				return err
-			}
-		}
-	}
-	for name := range in.entries {
-		if !live[name] {
-			rep.RevivedNames++
-		}
-	}
-	return nil
-}
-
-// write creates the durable image of in at p (a directory's p exists).
-// seen guards against a directory reachable twice (see the package comment
-// on renames).
-func (in *inode) write(p string, seen map[*inode]bool) error {
-	if !in.dir {
-		if err := os.WriteFile(p, in.data, os.FileMode(in.perm&0o777)); err != nil {
-			return fmt.Errorf("faultfs: %w", err)
-		}
-		return nil
-	}
-	seen[in] = true
-	names := make([]string, 0, len(in.entries))
-	for name := range in.entries {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		c := in.entries[name]
-		cp := filepath.Join(p, name)
-		if c.dir {
-			if seen[c] {
-				continue
-			}
-			if err := os.Mkdir(cp, os.FileMode(c.perm&0o777)); err != nil {
-				return fmt.Errorf("faultfs: %w", err)
-			}
-		}
-		if err := c.write(cp, seen); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// spans is a sorted list of disjoint, non-adjacent byte ranges.
-type spans []span
-
-type span struct{ off, end int64 }
-
-// add merges [off, end) into s.
-func (s spans) add(off, end int64) spans {
-	// The first span that ends at or after off can merge with it.
-	i := sort.Search(len(s), func(i int) bool { return s[i].end >= off })
-	j := i
-	for j < len(s) && s[j].off <= end {
-		off = min(off, s[j].off)
-		end = max(end, s[j].end)
-		j++
-	}
-	if i == j {
-		s = append(s, span{})
-		copy(s[i+1:], s[i:])
-		s[i] = span{off, end}
-		return s
-	}
-	s[i] = span{off, end}
-	return append(s[:i+1], s[j:]...)
-}
-
-func errnoOf(err error) syscall.Errno {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno
-	}
-	return syscall.EIO
+	return err
 }

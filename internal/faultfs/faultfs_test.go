@@ -43,6 +43,20 @@ func syncDir(t *testing.T, p string) {
 	}
 }
 
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func stats(t *testing.T, f *FS) Stats {
+	t.Helper()
+	st, err := f.Stats()
+	must(t, err)
+	return st
+}
+
 func cut(t *testing.T, f *FS) CutReport {
 	t.Helper()
 	rep, err := f.Cut()
@@ -173,7 +187,7 @@ func TestPowerLossFailedSync(t *testing.T) {
 	p := f.Path("a")
 	writeFile(t, p, nil, true)
 	syncDir(t, f.Dir())
-	f.Inject(Fault{Op: OpFdatasync, Count: 1})
+	must(t, f.Inject(Fault{Op: OpFdatasync, Count: 1}))
 	fh, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +228,7 @@ func TestFaultInjection(t *testing.T) {
 	buf := make([]byte, 4)
 
 	// By path and count: the second and third writes to *.wal fail.
-	f.Inject(Fault{Op: OpWrite, Path: "*.wal", Skip: 1, Count: 2})
+	must(t, f.Inject(Fault{Op: OpWrite, Path: "*.wal", Skip: 1, Count: 2}))
 	var errs []error
 	for range 4 {
 		_, err := fa.WriteAt([]byte("x"), 0)
@@ -228,18 +242,18 @@ func TestFaultInjection(t *testing.T) {
 	}
 
 	// Reads (uncached under DirectIO) and syncs, another errno.
-	f.Inject(Fault{Op: OpRead, Path: "b.log", Count: 1, Err: syscall.EBADMSG})
+	must(t, f.Inject(Fault{Op: OpRead, Path: "b.log", Count: 1, Err: syscall.EBADMSG}))
 	if _, err := fb.ReadAt(buf, 0); !errors.Is(err, syscall.EBADMSG) {
 		t.Fatalf("read with a fault: %v", err)
 	}
 	if _, err := fb.ReadAt(buf, 0); err != nil {
 		t.Fatalf("read after the fault retired: %v", err)
 	}
-	f.Inject(Fault{Op: OpFsync, Count: 1})
+	must(t, f.Inject(Fault{Op: OpFsync, Count: 1}))
 	if err := fa.Sync(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("fsync with a fault: %v", err)
 	}
-	f.Inject(Fault{Op: OpDirSync, Count: 1})
+	must(t, f.Inject(Fault{Op: OpDirSync, Count: 1}))
 	d, err := os.Open(f.Dir())
 	if err != nil {
 		t.Fatal(err)
@@ -251,8 +265,8 @@ func TestFaultInjection(t *testing.T) {
 
 	// From a seed: the same seed fails the same requests.
 	pattern := func(seed uint64) []bool {
-		f.ClearFaults()
-		f.Inject(Fault{Op: OpWrite, Rate: 0.3, Seed: seed})
+		must(t, f.ClearFaults())
+		must(t, f.Inject(Fault{Op: OpWrite, Rate: 0.3, Seed: seed}))
 		var got []bool
 		for range 64 {
 			_, err := fb.WriteAt([]byte("z"), 0)
@@ -270,8 +284,8 @@ func TestFaultInjection(t *testing.T) {
 	}
 
 	// ENOSPC past the budget.
-	f.ClearFaults()
-	f.SetSpaceBudget(10)
+	must(t, f.ClearFaults())
+	must(t, f.SetSpaceBudget(10))
 	if _, err := fb.WriteAt(make([]byte, 8), 0); err != nil {
 		t.Fatalf("write within the budget: %v", err)
 	}
@@ -281,11 +295,11 @@ func TestFaultInjection(t *testing.T) {
 	if err := unix.Fallocate(int(fb.Fd()), 0, 0, 4096); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("fallocate past the budget: %v; want ENOSPC", err)
 	}
-	f.ClearFaults()
+	must(t, f.ClearFaults())
 	if _, err := fb.WriteAt(make([]byte, 8), 0); err != nil {
 		t.Fatalf("write after ClearFaults: %v", err)
 	}
-	st := f.Stats()
+	st := stats(t, f)
 	if want := int64(2 + 1 + 1 + 1 + 2*failed + count(p3)); st.Injected != want {
 		t.Errorf("Stats().Injected = %d; want %d", st.Injected, want)
 	}
@@ -340,7 +354,7 @@ func TestFaultDirectOpen(t *testing.T) {
 	}
 	cut(t, f)
 	expectFile(t, p, buf)
-	if st := f.Stats(); st.Fdatasyncs != 1 || st.Writes < 2 {
+	if st := stats(t, f); st.Fdatasyncs != 1 || st.Writes < 2 {
 		t.Errorf("Stats: %+v", st)
 	}
 }

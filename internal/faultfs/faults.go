@@ -44,9 +44,7 @@ type fault struct {
 	rng          *rand.Rand
 }
 
-// Inject adds a fault. Faults are checked in the order they were added; the
-// first that fails a request ends the check.
-func (f *FS) Inject(ft Fault) {
+func (f *server) inject(ft Fault) {
 	if ft.Op == 0 {
 		ft.Op = OpRead | OpWrite | OpFsync | OpFdatasync | OpDirSync
 	}
@@ -62,19 +60,14 @@ func (f *FS) Inject(ft Fault) {
 	f.faultMu.Unlock()
 }
 
-// ClearFaults removes every fault and the space budget: the disk works
-// again.
-func (f *FS) ClearFaults() {
+func (f *server) clearFaults() {
 	f.faultMu.Lock()
 	f.faults = nil
 	f.budget = -1
 	f.faultMu.Unlock()
 }
 
-// SetSpaceBudget lets writes and fallocates use n more bytes in all (every
-// byte written counts, overwrites too); past it they fail with ENOSPC. A
-// negative n removes the limit.
-func (f *FS) SetSpaceBudget(n int64) {
+func (f *server) setSpaceBudget(n int64) {
 	f.faultMu.Lock()
 	f.budget = n
 	f.faultMu.Unlock()
@@ -83,7 +76,7 @@ func (f *FS) SetSpaceBudget(n int64) {
 // check returns the error a request of kind op on the file at name (a
 // path relative to the mount point; computed only if a fault needs it) is
 // to fail with, or 0.
-func (f *FS) check(op Op, name func() string) syscall.Errno {
+func (f *server) check(op Op, name func() string) syscall.Errno {
 	f.faultMu.Lock()
 	defer f.faultMu.Unlock()
 	p, havePath := "", false
@@ -116,7 +109,7 @@ func (f *FS) check(op Op, name func() string) syscall.Errno {
 
 // spend takes n bytes from the space budget, or returns ENOSPC and takes
 // nothing.
-func (f *FS) spend(n int64) syscall.Errno {
+func (f *server) spend(n int64) syscall.Errno {
 	f.faultMu.Lock()
 	defer f.faultMu.Unlock()
 	if f.budget < 0 {
