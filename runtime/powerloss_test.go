@@ -23,19 +23,6 @@ import (
 // syncBlock is version v of writer w's 4 KiB block.
 func syncBlock(w, v int) []byte { return pattern(uint32(w)<<16|uint32(v), 4096) }
 
-// fsyncDir fsyncs the directory p: a new file's name is durable only then.
-func fsyncDir(t testing.TB, p string) {
-	t.Helper()
-	d, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		t.Fatalf("fsync %s: %v", p, err)
-	}
-}
-
 // TestPowerLossFileSync: 64 writers each rewrite their own 4 KiB block of a
 // File and call Sync, concurrently (group commit), until the power is cut at
 // a seeded moment; 12 rounds, a new file each. After every cut, each block
@@ -64,7 +51,9 @@ func TestPowerLossFileSync(t *testing.T) {
 		if err := f.Sync(); err != nil {
 			t.Fatal(err)
 		}
-		fsyncDir(t, ffs.Dir())
+		if err := ffs.SyncDir(""); err != nil {
+			t.Fatal(err)
+		}
 
 		var mu sync.Mutex
 		acked := make([]int, writers)   // last version a Sync acknowledged

@@ -52,20 +52,10 @@ func newFaultLog(t *testing.T, cfg faultfs.Config) (*faultfs.FS, string) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	fsyncPath(t, ffs.Dir())
-	return ffs, dir
-}
-
-func fsyncPath(t testing.TB, p string) {
-	t.Helper()
-	d, err := os.Open(p)
-	if err != nil {
+	if err := ffs.SyncDir(""); err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		t.Fatalf("fsync %s: %v", p, err)
-	}
+	return ffs, dir
 }
 
 // powerLedger is what the writers were told, all rounds.
@@ -284,32 +274,35 @@ func powerLossRound(t *testing.T, ffs *faultfs.FS, dir string, seed uint64, dire
 }
 
 // appendWorkload is crashWorkload without the checkpointer: crashWriters
-// appenders until stop closes or an Append fails.
+// appenders until stop closes or an Append fails, the first failure
+// returned.
 func appendWorkload(l *Log, seed uint64, stop <-chan struct{}, ack func(lsn uint64, g, n int)) error {
+	var first error
+	var once sync.Once
 	var wg sync.WaitGroup
-	errs := make(chan error, crashWriters)
 	for g := range crashWriters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+		wg.Go(func() {
+			for i := 0; !closed(stop); i++ {
 				lsn, err := l.Append(context.Background(), crashRecord(seed, g, i))
 				if err != nil {
-					errs <- err
+					once.Do(func() { first = err })
 					return
 				}
 				ack(lsn, g, i)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	close(errs)
-	return <-errs
+	return first
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // TestPowerLossControls are the negative controls: two log writers, each
@@ -332,7 +325,8 @@ func TestPowerLossControls(t *testing.T) {
 			for round := range 3 {
 				seed := base + uint64(round)
 				ffs, dir := newFaultLog(t, faultfs.Config{})
-				c := &ctlLog{ackEarly: tc.ackEarly, skipDirSync: tc.skipDirSync, dir: dir, segSize: minSegmentSize}
+				c := &ctlLog{ackEarly: tc.ackEarly, skipDirSync: tc.skipDirSync, dir: dir, segSize: minSegmentSize,
+					syncDir: func() error { return ffs.SyncDir("log") }}
 				rng := rand.New(rand.NewPCG(seed, 0))
 				// Cut after a seeded number of acknowledgements, at least
 				// one segment in: the roll is what the second control gets
@@ -367,8 +361,9 @@ type ctlLog struct {
 
 	dir     string
 	segSize int64
-	cutAt   int    // the acknowledgement after which cut is called
-	cut     func() // the power cut
+	cutAt   int          // the acknowledgement after which cut is called
+	cut     func()       // the power cut
+	syncDir func() error // fsyncs dir
 
 	mu   sync.Mutex
 	f    *os.File
@@ -417,7 +412,7 @@ func (c *ctlLog) create(idx, first uint64, dirSync bool) error {
 		err = f.Sync()
 	}
 	if err == nil && dirSync {
-		err = syncDirOf(c.dir)
+		err = c.syncDir()
 	}
 	if err != nil {
 		f.Close()
@@ -425,15 +420,6 @@ func (c *ctlLog) create(idx, first uint64, dirSync bool) error {
 	}
 	c.f, c.idx, c.off = f, idx, blockSize
 	return nil
-}
-
-func syncDirOf(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func (c *ctlLog) append(rec []byte, ack func(uint64)) error {

@@ -254,6 +254,17 @@ func (f *FS) Dir() string { return f.mnt }
 // Path is name under the mount point.
 func (f *FS) Path(name string) string { return filepath.Join(f.mnt, name) }
 
+// SyncDir fsyncs the directory name under the mount point ("" for the mount
+// point itself): what makes the names in it durable.
+func (f *FS) SyncDir(name string) error {
+	d, err := os.Open(f.Path(name))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 // Cut is a power cut: from the moment it begins, every request to the mount
 // fails with EIO; the mount point is then replaced by a new mount of what
 // was durable (see the package comment). Files open on the old mount stay

@@ -31,18 +31,6 @@ func writeFile(t *testing.T, p string, data []byte, syncFile bool) {
 	}
 }
 
-func syncDir(t *testing.T, p string) {
-	t.Helper()
-	d, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		t.Fatalf("fsync %s: %v", p, err)
-	}
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -97,7 +85,7 @@ func TestPowerLossFileSync(t *testing.T) {
 	f := New(t, Config{})
 	p := f.Path("a")
 	writeFile(t, p, []byte("durable"), true)
-	syncDir(t, f.Dir())
+	must(t, f.SyncDir(""))
 	fh, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -134,11 +122,11 @@ func TestPowerLossDirSync(t *testing.T) {
 	if err := os.Mkdir(f.Path("d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	syncDir(t, f.Dir())
+	must(t, f.SyncDir(""))
 	writeFile(t, f.Path("d/kept"), []byte("kept"), true)
 	writeFile(t, f.Path("d/renamed"), []byte("renamed"), true)
 	writeFile(t, f.Path("d/unlinked"), []byte("unlinked"), true)
-	syncDir(t, f.Path("d"))
+	must(t, f.SyncDir("d"))
 
 	writeFile(t, f.Path("d/new"), []byte("new"), true) // file synced, directory not
 	if err := os.Rename(f.Path("d/renamed"), f.Path("d/moved")); err != nil {
@@ -165,7 +153,7 @@ func TestPowerLossDirSync(t *testing.T) {
 	if err := os.Remove(f.Path("d/unlinked")); err != nil {
 		t.Fatal(err)
 	}
-	syncDir(t, f.Path("d"))
+	must(t, f.SyncDir("d"))
 	cut(t, f)
 	expectFile(t, f.Path("d/new"), []byte("new"))
 	expectFile(t, f.Path("d/moved"), []byte("renamed"))
@@ -174,7 +162,7 @@ func TestPowerLossDirSync(t *testing.T) {
 
 	// A name made durable before its file was ever synced: an empty file.
 	writeFile(t, f.Path("d/unsynced"), []byte("data"), false)
-	syncDir(t, f.Path("d"))
+	must(t, f.SyncDir("d"))
 	cut(t, f)
 	expectFile(t, f.Path("d/unsynced"), []byte{})
 }
@@ -186,7 +174,7 @@ func TestPowerLossFailedSync(t *testing.T) {
 	f := New(t, Config{})
 	p := f.Path("a")
 	writeFile(t, p, nil, true)
-	syncDir(t, f.Dir())
+	must(t, f.SyncDir(""))
 	must(t, f.Inject(Fault{Op: OpFdatasync, Count: 1}))
 	fh, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
@@ -348,7 +336,7 @@ func TestFaultDirectOpen(t *testing.T) {
 	if err := unix.Fdatasync(fd); err != nil {
 		t.Fatal(err)
 	}
-	syncDir(t, f.Dir())
+	must(t, f.SyncDir(""))
 	if _, err := unix.Pwrite(fd, alignedBlock(), 4096); err != nil {
 		t.Fatal(err)
 	}
