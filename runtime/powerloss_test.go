@@ -100,7 +100,7 @@ func TestPowerLossFileSync(t *testing.T) {
 		}
 		f.Close()
 
-		got, err := os.ReadFile(name)
+		got, err := os.ReadFile(ffs.Path(fmt.Sprintf("journal-%d", round))) // on the new mount
 		if err != nil {
 			t.Fatalf("round %d (seed %d): the file after the cut: %v", round, seed, err)
 		}

@@ -132,7 +132,7 @@ func TestFaultDisk(t *testing.T) {
 				if err := ffs.ClearFaults(); err != nil {
 					t.Fatal(err)
 				}
-				l = openT(t, dir, o)
+				l = openT(t, ffs.Path("log"), o)
 				defer l.Close()
 				first, last, checked, err := checkPowerLoss(l, p)
 				if err != nil {

@@ -43,7 +43,8 @@ func powerLossSeed(t *testing.T) uint64 {
 }
 
 // newFaultLog mounts a faultfs and makes the log's directory on it durable
-// (the log fsyncs its own directory, not the one above).
+// (the log fsyncs its own directory, not the one above). The log is at
+// ffs.Path("log"): after a cut, under the new mount point.
 func newFaultLog(t *testing.T, cfg faultfs.Config) (*faultfs.FS, string) {
 	t.Helper()
 	uringtest.Require(t)
@@ -153,7 +154,7 @@ func minOf(s []uint64) uint64 {
 // and buffered writes. After each cut the log must reopen, pass checkPowerLoss against
 // every acknowledgement of every round, and keep appending.
 func TestPowerLoss(t *testing.T) {
-	ffs, dir := newFaultLog(t, faultfs.Config{})
+	ffs, _ := newFaultLog(t, faultfs.Config{})
 	base := powerLossSeed(t)
 	p := &powerLedger{acked: map[uint64]crashID{}}
 	var acks, checked int
@@ -163,10 +164,10 @@ func TestPowerLoss(t *testing.T) {
 		// Half the rounds truncate: each TruncateFront fsyncs the
 		// directory, which would also cover a segment created without.
 		truncate := round%4 < 2
-		n, rep := powerLossRound(t, ffs, dir, seed, direct, truncate, p)
+		n, rep := powerLossRound(t, ffs, seed, direct, truncate, p)
 		acks += n
 
-		l := openT(t, dir, crashOptions(direct))
+		l := openT(t, ffs.Path("log"), crashOptions(direct))
 		first, last, c, err := checkPowerLoss(l, p)
 		if err != nil {
 			l.Close()
@@ -199,12 +200,12 @@ func TestPowerLoss(t *testing.T) {
 	}
 }
 
-// powerLossRound runs the workload on the log in dir until a power cut at
+// powerLossRound runs the workload on the log on ffs until a power cut at
 // a moment chosen by seed, then closes the Log (which fails: its mount is
 // gone). It returns how many appends were acknowledged and the cut's report.
-func powerLossRound(t *testing.T, ffs *faultfs.FS, dir string, seed uint64, direct, truncate bool, p *powerLedger) (int, faultfs.CutReport) {
+func powerLossRound(t *testing.T, ffs *faultfs.FS, seed uint64, direct, truncate bool, p *powerLedger) (int, faultfs.CutReport) {
 	t.Helper()
-	l := openT(t, dir, crashOptions(direct))
+	l := openT(t, ffs.Path("log"), crashOptions(direct))
 	if l.Direct() != direct {
 		l.Close()
 		t.Fatalf("Direct() = %v on the FUSE mount; want %v", l.Direct(), direct)
@@ -340,7 +341,7 @@ func TestPowerLossControls(t *testing.T) {
 				p := &powerLedger{acked: map[uint64]crashID{}}
 				c.run(t, seed, p)
 
-				l := openT(t, dir, crashOptions(false))
+				l := openT(t, ffs.Path("log"), crashOptions(false))
 				_, last, _, err := checkPowerLoss(l, p)
 				l.Close()
 				if err == nil || !strings.Contains(err.Error(), "acknowledged records lost") {

@@ -10,8 +10,8 @@
 // fdatasync; the durable names of a directory are those it held at its last
 // fsync. Cut freezes the mount (every request still reaching it fails with
 // EIO, as on a machine that is off), writes the durable image into a fresh
-// backing directory, detaches the old mount and mounts the new one in its
-// place. What did not survive:
+// backing directory and mounts it at a new mount point (Dir), leaving the
+// dead mount where it was until Close. What did not survive:
 //
 //   - every write, truncate and fallocate to a file since its last fsync or
 //     fdatasync;
@@ -130,9 +130,8 @@ type CutReport struct {
 // FS is a mounted faultfs, served by a child process. Its methods are safe
 // for concurrent use.
 type FS struct {
-	mnt string
-
-	mu     sync.Mutex // one request to the server at a time
+	mu     sync.Mutex // one request to the server at a time; mnt
+	mnt    string
 	cmd    *exec.Cmd
 	req    *json.Encoder
 	resp   *json.Decoder
@@ -183,7 +182,7 @@ const (
 	serveConfigEnv = "FAULTFS_CONFIG"
 )
 
-// Mount mounts a faultfs at dir/mnt, backed by dir/disk-0, both created
+// Mount mounts a faultfs at dir/mnt-0, backed by dir/disk-0, both created
 // (dir must exist). What dir/disk-0 already holds is durable.
 func Mount(dir string, cfg Config) (*FS, error) {
 	c, err := json.Marshal(cfg)
@@ -204,13 +203,15 @@ func Mount(dir string, cfg Config) (*FS, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("faultfs: start the server: %w", err)
 	}
-	f := &FS{mnt: filepath.Join(dir, "mnt"), cmd: cmd, req: json.NewEncoder(stdin), resp: json.NewDecoder(bufio.NewReader(stdout)), stdin: stdin}
+	f := &FS{cmd: cmd, req: json.NewEncoder(stdin), resp: json.NewDecoder(bufio.NewReader(stdout)), stdin: stdin}
 	// The server's first message says whether it mounted.
-	if _, err := f.call(request{}); err != nil {
+	rep, err := f.call(request{})
+	if err != nil {
 		stdin.Close()
 		cmd.Wait()
 		return nil, err
 	}
+	f.mnt = rep.Dir
 	return f, nil
 }
 
@@ -223,6 +224,7 @@ type request struct {
 
 type reply struct {
 	Err   string
+	Dir   string // the mount point, after Mount and Cut
 	Cut   CutReport
 	Stats Stats
 }
@@ -248,11 +250,15 @@ func (f *FS) call(r request) (reply, error) {
 	return rep, nil
 }
 
-// Dir is the mount point.
-func (f *FS) Dir() string { return f.mnt }
+// Dir is the mount point: dir/mnt-N after N cuts.
+func (f *FS) Dir() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mnt
+}
 
 // Path is name under the mount point.
-func (f *FS) Path(name string) string { return filepath.Join(f.mnt, name) }
+func (f *FS) Path(name string) string { return filepath.Join(f.Dir(), name) }
 
 // SyncDir fsyncs the directory name under the mount point ("" for the mount
 // point itself): what makes the names in it durable.
@@ -266,12 +272,19 @@ func (f *FS) SyncDir(name string) error {
 }
 
 // Cut is a power cut: from the moment it begins, every request to the mount
-// fails with EIO; the mount point is then replaced by a new mount of what
-// was durable (see the package comment). Files open on the old mount stay
-// open on it, failing with EIO, until closed. Cut returns once the new mount
-// is up.
+// fails with EIO, and what was durable (see the package comment) is mounted
+// at a new mount point, Dir from then on. The old mount stays at its path,
+// dead, until Close: files open there, and paths into it that the code
+// under test still holds, fail with EIO (a real power cut would have
+// stopped that code) instead of reaching the new mount. Cut returns once
+// the new mount is up.
 func (f *FS) Cut() (CutReport, error) {
 	rep, err := f.call(request{Op: "cut"})
+	if rep.Dir != "" {
+		f.mu.Lock()
+		f.mnt = rep.Dir
+		f.mu.Unlock()
+	}
 	return rep.Cut, err
 }
 

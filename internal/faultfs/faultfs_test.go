@@ -54,8 +54,10 @@ func cut(t *testing.T, f *FS) CutReport {
 	return rep
 }
 
-func expectFile(t *testing.T, p string, want []byte) {
+// expectFile checks the file name under f's (current) mount point.
+func expectFile(t *testing.T, f *FS, name string, want []byte) {
 	t.Helper()
+	p := f.Path(name)
 	got, err := os.ReadFile(p)
 	if want == nil {
 		if !errors.Is(err, os.ErrNotExist) {
@@ -105,13 +107,13 @@ func TestPowerLossFileSync(t *testing.T) {
 	if _, err := fh.WriteAt([]byte("x"), 0); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("write to a file open across the cut: %v; want EIO", err)
 	}
-	expectFile(t, p, []byte("durable"))
+	expectFile(t, f, "a", []byte("durable"))
 
 	// Synced after a truncate: the truncate is durable.
-	writeFile(t, p, []byte("abc"), true)
-	expectFile(t, p, []byte("abc"))
+	writeFile(t, f.Path("a"), []byte("abc"), true)
+	expectFile(t, f, "a", []byte("abc"))
 	cut(t, f)
-	expectFile(t, p, []byte("abc"))
+	expectFile(t, f, "a", []byte("abc"))
 }
 
 // TestPowerLossDirSync: names are durable as of their directory's last
@@ -136,11 +138,11 @@ func TestPowerLossDirSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := cut(t, f)
-	expectFile(t, f.Path("d/kept"), []byte("kept"))
-	expectFile(t, f.Path("d/new"), nil)
-	expectFile(t, f.Path("d/moved"), nil)
-	expectFile(t, f.Path("d/renamed"), []byte("renamed"))
-	expectFile(t, f.Path("d/unlinked"), []byte("unlinked"))
+	expectFile(t, f, "d/kept", []byte("kept"))
+	expectFile(t, f, "d/new", nil)
+	expectFile(t, f, "d/moved", nil)
+	expectFile(t, f, "d/renamed", []byte("renamed"))
+	expectFile(t, f, "d/unlinked", []byte("unlinked"))
 	if rep.LostNames != 2 || rep.RevivedNames != 2 {
 		t.Errorf("cut reports %d names lost, %d revived; want 2 (new, moved) and 2 (renamed, unlinked)", rep.LostNames, rep.RevivedNames)
 	}
@@ -155,16 +157,16 @@ func TestPowerLossDirSync(t *testing.T) {
 	}
 	must(t, f.SyncDir("d"))
 	cut(t, f)
-	expectFile(t, f.Path("d/new"), []byte("new"))
-	expectFile(t, f.Path("d/moved"), []byte("renamed"))
-	expectFile(t, f.Path("d/renamed"), nil)
-	expectFile(t, f.Path("d/unlinked"), nil)
+	expectFile(t, f, "d/new", []byte("new"))
+	expectFile(t, f, "d/moved", []byte("renamed"))
+	expectFile(t, f, "d/renamed", nil)
+	expectFile(t, f, "d/unlinked", nil)
 
 	// A name made durable before its file was ever synced: an empty file.
 	writeFile(t, f.Path("d/unsynced"), []byte("data"), false)
 	must(t, f.SyncDir("d"))
 	cut(t, f)
-	expectFile(t, f.Path("d/unsynced"), []byte{})
+	expectFile(t, f, "d/unsynced", []byte{})
 }
 
 // TestPowerLossFailedSync: writes a failed fdatasync should have covered are
@@ -190,10 +192,10 @@ func TestPowerLossFailedSync(t *testing.T) {
 	if err := unix.Fdatasync(int(fh.Fd())); err != nil {
 		t.Fatalf("fdatasync after the fault retired: %v", err)
 	}
-	expectFile(t, p, []byte("written"))
+	expectFile(t, f, "a", []byte("written"))
 	cut(t, f)
 	// The size was synced by the second fdatasync, the data by neither.
-	expectFile(t, p, make([]byte, len("written")))
+	expectFile(t, f, "a", make([]byte, len("written")))
 }
 
 // TestFaultInjection: faults by path, by count (Skip and Count) and from a
@@ -341,7 +343,7 @@ func TestFaultDirectOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut(t, f)
-	expectFile(t, p, buf)
+	expectFile(t, f, "direct", buf)
 	if st := stats(t, f); st.Fdatasyncs != 1 || st.Writes < 2 {
 		t.Errorf("Stats: %+v", st)
 	}

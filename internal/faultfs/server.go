@@ -27,7 +27,7 @@ func init() {
 	}
 }
 
-// serve mounts dir/mnt and answers the parent's requests until Close or
+// serve mounts dir/mnt-0 and answers the parent's requests until Close or
 // until the parent is gone.
 func serve(dir string, in io.Reader, out io.Writer) int {
 	enc := json.NewEncoder(out)
@@ -41,7 +41,7 @@ func serve(dir string, in io.Reader, out io.Writer) int {
 		enc.Encode(reply{Err: err.Error()})
 		return 1
 	}
-	enc.Encode(reply{})
+	enc.Encode(reply{Dir: f.cur.dir})
 	dec := json.NewDecoder(bufio.NewReader(in))
 	for {
 		var r request
@@ -55,6 +55,9 @@ func serve(dir string, in io.Reader, out io.Writer) int {
 		switch r.Op {
 		case "cut":
 			rep.Cut, err = f.cut()
+			if f.cur != nil {
+				rep.Dir = f.cur.dir
+			}
 		case "inject":
 			f.inject(r.Fault)
 		case "clear":
@@ -84,12 +87,11 @@ func serve(dir string, in io.Reader, out io.Writer) int {
 // server is the file system, in the child.
 type server struct {
 	cfg  Config
-	base string // holds mnt and the backing directories
-	mnt  string
+	base string // holds the mount points and the backing directories
 
 	mu      sync.Mutex // serializes cut and close
 	cur     *mount
-	retired []*mount // cut mounts, served until their last open file closes
+	retired []*mount // cut mounts, frozen, unmounted once no file is open on them
 	gens    int
 	closed  bool
 
@@ -115,17 +117,14 @@ func (f *server) statsNow() Stats {
 	}
 }
 
-// start mounts dir/mnt backed by dir/disk-0.
+// start mounts dir/mnt-0 backed by dir/disk-0.
 func start(dir string, cfg Config) (*server, error) {
-	f := &server{cfg: cfg, base: dir, mnt: filepath.Join(dir, "mnt"), budget: -1}
-	if err := os.Mkdir(f.mnt, 0o755); err != nil {
-		return nil, fmt.Errorf("faultfs: %w", err)
-	}
+	f := &server{cfg: cfg, base: dir, budget: -1}
 	disk := filepath.Join(dir, "disk-0")
 	if err := os.MkdirAll(disk, 0o755); err != nil {
 		return nil, fmt.Errorf("faultfs: %w", err)
 	}
-	m, err := f.mount(disk)
+	m, err := f.mount(disk, filepath.Join(dir, "mnt-0"))
 	if err != nil {
 		return nil, err
 	}
@@ -133,11 +132,13 @@ func start(dir string, cfg Config) (*server, error) {
 	return f, nil
 }
 
-// cut is FS.Cut.
+// cut is FS.Cut. The old mount stays where it is, frozen: a path the
+// process under test still holds then leads to EIO, not into the new mount
+// (a real power cut would have stopped that process).
 func (f *server) cut() (CutReport, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed {
+	if f.closed || f.cur == nil {
 		return CutReport{}, errors.New("faultfs: Cut after Close")
 	}
 	old := f.cur
@@ -151,13 +152,17 @@ func (f *server) cut() (CutReport, error) {
 	f.stats.droppedBytes.Add(rep.DroppedBytes)
 	f.stats.lostNames.Add(int64(rep.LostNames))
 	f.stats.revivedNames.Add(int64(rep.RevivedNames))
-	// Detach: the mount point is free at once, while files open on the old
-	// mount keep it (frozen) until they are closed.
-	if err := unix.Unmount(f.mnt, unix.MNT_DETACH); err != nil {
-		return rep, fmt.Errorf("faultfs: detach %s: %w", f.mnt, err)
+	// Unmount the earlier cut mounts whose files are all closed by now.
+	kept := f.retired[:0]
+	for _, m := range f.retired {
+		if unix.Unmount(m.dir, 0) == nil {
+			<-m.served
+		} else {
+			kept = append(kept, m)
+		}
 	}
-	f.retired = append(f.retired, old)
-	m, err := f.mount(disk)
+	f.retired = append(kept, old)
+	m, err := f.mount(disk, filepath.Join(f.base, fmt.Sprintf("mnt-%d", f.gens)))
 	if err != nil {
 		f.cur = nil
 		return rep, err
@@ -166,7 +171,7 @@ func (f *server) cut() (CutReport, error) {
 	return rep, nil
 }
 
-// retireTimeout bounds how long close waits for cut mounts whose files are
+// retireTimeout bounds how long close waits for mounts whose files are
 // still open before it aborts their connections.
 const retireTimeout = 20 * time.Second
 
@@ -178,26 +183,28 @@ func (f *server) close() error {
 		return nil
 	}
 	f.closed = true
-	var errs []error
 	if f.cur != nil {
-		if err := f.cur.server.Unmount(); err != nil {
-			// Files still open: detach, and wait below like a cut mount.
-			errs = append(errs, fmt.Errorf("faultfs: unmount %s: %w (files left open)", f.mnt, err))
-			if err := unix.Unmount(f.mnt, unix.MNT_DETACH); err != nil {
-				errs = append(errs, fmt.Errorf("faultfs: detach %s: %w", f.mnt, err))
-			}
-		}
 		f.retired = append(f.retired, f.cur)
 		f.cur = nil
 	}
-	deadline := time.After(retireTimeout)
+	var errs []error
+	var busy []*mount
 	for _, m := range f.retired {
+		if err := m.server.Unmount(); err != nil {
+			// Files still open: detach, wait a while, then abort.
+			errs = append(errs, fmt.Errorf("faultfs: unmount %s: %w (files left open)", m.dir, err))
+			unix.Unmount(m.dir, unix.MNT_DETACH)
+			busy = append(busy, m)
+		}
+	}
+	deadline := time.After(retireTimeout)
+	for _, m := range busy {
 		select {
 		case <-m.served:
 			continue
 		case <-deadline:
 		}
-		errs = append(errs, fmt.Errorf("faultfs: a mount of %s still had open files after %v; aborted", m.disk, retireTimeout))
+		errs = append(errs, fmt.Errorf("faultfs: %s still had open files after %v; aborted", m.dir, retireTimeout))
 		m.abort()
 		<-m.served
 	}
@@ -205,9 +212,12 @@ func (f *server) close() error {
 	return errors.Join(errs...)
 }
 
-// mount serves a new mount of disk at f.mnt.
-func (f *server) mount(disk string) (*mount, error) {
-	m := &mount{fs: f, disk: disk, inodes: map[uint64]*inode{}, served: make(chan struct{})}
+// mount serves a new mount of disk at dir, which it creates.
+func (f *server) mount(disk, dir string) (*mount, error) {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("faultfs: %w", err)
+	}
+	m := &mount{fs: f, disk: disk, dir: dir, inodes: map[uint64]*inode{}, served: make(chan struct{})}
 	var st syscall.Stat_t
 	if err := syscall.Lstat(disk, &st); err != nil {
 		return nil, fmt.Errorf("faultfs: %w", err)
@@ -236,9 +246,9 @@ func (f *server) mount(disk string) (*mount, error) {
 			Logger: log.New(io.Discard, "", 0),
 		},
 	}
-	srv, err := fuse.NewServer(fs.NewNodeFS(root, opts), f.mnt, &opts.MountOptions)
+	srv, err := fuse.NewServer(fs.NewNodeFS(root, opts), dir, &opts.MountOptions)
 	if err != nil {
-		return nil, fmt.Errorf("faultfs: mount %s: %w", f.mnt, err)
+		return nil, fmt.Errorf("faultfs: mount %s: %w", dir, err)
 	}
 	m.server = srv
 	go func() {
@@ -246,11 +256,11 @@ func (f *server) mount(disk string) (*mount, error) {
 		srv.Serve()
 	}()
 	if err := srv.WaitMount(); err != nil {
-		unix.Unmount(f.mnt, unix.MNT_DETACH)
+		unix.Unmount(dir, unix.MNT_DETACH)
 		<-m.served
-		return nil, fmt.Errorf("faultfs: mount %s: %w", f.mnt, err)
+		return nil, fmt.Errorf("faultfs: mount %s: %w", dir, err)
 	}
-	if err := syscall.Stat(f.mnt, &st); err == nil {
+	if err := syscall.Stat(dir, &st); err == nil {
 		m.dev = st.Dev
 	}
 	return m, nil
@@ -259,7 +269,8 @@ func (f *server) mount(disk string) (*mount, error) {
 // mount is one mount of one backing directory.
 type mount struct {
 	fs     *server
-	disk   string
+	disk   string // the backing directory
+	dir    string // the mount point
 	server *fuse.Server
 	served chan struct{} // closed when Serve returned
 	dev    uint64        // the mount's device number: its fusectl connection
