@@ -70,13 +70,13 @@
 //
 // Mount starts the file system in a child process: the test binary again,
 // which this package's init turns into the server (FAULTFS_SERVE in its
-// environment). A server in the process under test can deadlock it: io_uring
-// issues some requests (a linked fdatasync, a retried write) from task work
-// that runs on whichever thread of the submitting process next enters the
-// kernel, one the Go scheduler counts as running user code; blocked on the
-// FUSE reply, it never answers a stop-the-world, so a garbage collection
-// the server needs to serve that reply never starts. The parent drives the
-// child over a pipe (Cut, Inject, Stats, Close).
+// environment). A server in the process under test can deadlock it:
+// io_uring issues some requests (a linked fdatasync, a retried write) from
+// task work on a thread of the submitting process, one the Go scheduler may
+// count as running user code; blocked there on the FUSE reply, it never
+// answers a stop-the-world, and a garbage collection the server needs in
+// order to reply never starts. The parent drives the child over a pipe
+// (Cut, Inject, Stats, Close).
 //
 // Mounting needs root (the mount is made with mount(2) directly, no
 // fusermount) and /dev/fuse. Use New in tests: it skips where FUSE is not
