@@ -151,7 +151,8 @@ func minOf(s []uint64) uint64 {
 // TestPowerLoss runs 64 appenders on faultfs (in half the rounds with
 // TestCrash's checkpointer, truncating every 2 ms) and cuts the power at a
 // seeded moment, powerLossRounds times on the same log, alternating O_DIRECT
-// and buffered writes. After each cut the log must reopen, pass checkPowerLoss against
+// and buffered writes; a third of the cuts keep a random half of the
+// unsynced pages (CutKeeping), the others none. After each cut the log must reopen, pass checkPowerLoss against
 // every acknowledgement of every round, and keep appending.
 func TestPowerLoss(t *testing.T) {
 	ffs, _ := newFaultLog(t, faultfs.Config{})
@@ -164,7 +165,12 @@ func TestPowerLoss(t *testing.T) {
 		// Half the rounds truncate: each TruncateFront fsyncs the
 		// directory, which would also cover a segment created without.
 		truncate := round%4 < 2
-		n, rep := powerLossRound(t, ffs, seed, direct, truncate, p)
+		// A third of the cuts keep half the unsynced pages, in no order.
+		keep := 0.0
+		if round%3 == 2 {
+			keep = 0.5
+		}
+		n, rep := powerLossRound(t, ffs, seed, direct, truncate, keep, p)
 		acks += n
 
 		l := openT(t, ffs.Path("log"), crashOptions(direct))
@@ -186,15 +192,15 @@ func TestPowerLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.claimed = max(p.claimed, l.DurableLSN())
-		t.Logf("round %d (seed %d, direct %v, truncating %v): %d acknowledged before the cut, which dropped %d bytes and %d names; log holds LSNs %d..%d, truncated at %d",
-			round, seed, direct, truncate, n, rep.DroppedBytes, rep.LostNames, first, last, p.from)
+		t.Logf("round %d (seed %d, direct %v, truncating %v): %d acknowledged before the cut, which dropped %d bytes and %d names and kept %d unsynced bytes; log holds LSNs %d..%d, truncated at %d",
+			round, seed, direct, truncate, n, rep.DroppedBytes, rep.LostNames, rep.KeptBytes, first, last, p.from)
 	}
 	st, err := ffs.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d rounds: %d cuts dropped %d unsynced bytes and %d names (%d revived); %d appends acknowledged, %d records checked after reopens; %d writes, %d fdatasyncs, %d fsyncs, %d directory fsyncs served",
-		powerLossRounds, st.Cuts, st.DroppedBytes, st.LostNames, st.RevivedNames, acks, checked, st.Writes, st.Fdatasyncs, st.Fsyncs, st.DirSyncs)
+	t.Logf("%d rounds: %d cuts dropped %d unsynced bytes and %d names (%d revived) and kept %d unsynced bytes; %d appends acknowledged, %d records checked after reopens; %d writes, %d fdatasyncs, %d fsyncs, %d directory fsyncs served",
+		powerLossRounds, st.Cuts, st.DroppedBytes, st.LostNames, st.RevivedNames, st.KeptBytes, acks, checked, st.Writes, st.Fdatasyncs, st.Fsyncs, st.DirSyncs)
 	if st.Cuts != powerLossRounds || st.DroppedBytes == 0 {
 		t.Fatalf("%d cuts dropping %d bytes: the cuts did not cut", st.Cuts, st.DroppedBytes)
 	}
@@ -203,7 +209,7 @@ func TestPowerLoss(t *testing.T) {
 // powerLossRound runs the workload on the log on ffs until a power cut at
 // a moment chosen by seed, then closes the Log (which fails: its mount is
 // gone). It returns how many appends were acknowledged and the cut's report.
-func powerLossRound(t *testing.T, ffs *faultfs.FS, seed uint64, direct, truncate bool, p *powerLedger) (int, faultfs.CutReport) {
+func powerLossRound(t *testing.T, ffs *faultfs.FS, seed uint64, direct, truncate bool, keep float64, p *powerLedger) (int, faultfs.CutReport) {
 	t.Helper()
 	l := openT(t, ffs.Path("log"), crashOptions(direct))
 	if l.Direct() != direct {
@@ -232,7 +238,7 @@ func powerLossRound(t *testing.T, ffs *faultfs.FS, seed uint64, direct, truncate
 			return
 		}
 		time.Sleep(delay)
-		rep, err := ffs.Cut()
+		rep, err := ffs.CutKeeping(keep, seed)
 		cutc <- cutResult{rep, err}
 	}()
 	ack := func(lsn uint64, g, i int) {

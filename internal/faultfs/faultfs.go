@@ -28,16 +28,17 @@
 // succeeds does not cover them, and a cut loses them though reads still
 // return them.
 //
+// CutKeeping is a harsher cut: each unsynced 4 KiB page (within the
+// file's durable size) survives with a given probability, as on a disk that
+// had written back some of what was not synced, in any order.
+//
 // # What it does not model
 //
-//   - Torn writes: a write between two syncs is kept whole or dropped whole,
-//     never cut inside a sector or page, and writes are never persisted in
-//     part.
-//   - Reordering and early persistence: nothing written after the last sync
-//     survives, though a real disk may have persisted some of it, in any
-//     order. A program that is correct here may still be wrong on a disk that
-//     persists a later write and not an earlier one without a sync between
-//     them.
+//   - Torn writes inside a page: Cut keeps no unsynced byte; CutKeeping keeps
+//     or drops each 4 KiB page whole (a write across pages can be torn at a
+//     page boundary), never part of one, and never a sector of it.
+//   - Size changes without a sync: the durable size is the one at the last
+//     sync, even under CutKeeping.
 //   - Metadata journaling: on ext4 or xfs, fsync of a new file usually makes
 //     its directory entry durable too, and a rename is atomic across both
 //     directories. Here only a directory's own fsync makes its names durable,
@@ -116,13 +117,15 @@ type Stats struct {
 	Injected                int64 // requests failed by a Fault
 	NoSpace                 int64 // requests failed with ENOSPC by the space budget
 	Cuts                    int64 // power cuts
-	DroppedBytes            int64 // bytes written (or truncated, or fallocated) and not synced when a cut came
+	DroppedBytes            int64 // bytes written (or truncated, or fallocated) and not synced when a cut came, lost
+	KeptBytes               int64 // such bytes CutKeeping let survive
 	LostNames, RevivedNames int64 // directory entries cuts removed, and brought back
 }
 
 // CutReport says what one power cut dropped.
 type CutReport struct {
-	DroppedBytes int64 // bytes written, truncated or fallocated since their file's last sync
+	DroppedBytes int64 // bytes written, truncated or fallocated since their file's last sync, lost
+	KeptBytes    int64 // such bytes that survived (CutKeeping)
 	LostNames    int   // entries created or renamed since their directory's last fsync, gone
 	RevivedNames int   // entries removed or renamed away since then, back
 }
@@ -217,9 +220,11 @@ func Mount(dir string, cfg Config) (*FS, error) {
 
 // request and reply are the pipe protocol: one JSON request, one reply.
 type request struct {
-	Op     string // "cut", "inject", "clear", "budget", "stats", "close"; "" is the mount's own reply
-	Fault  Fault  `json:",omitempty"`
-	Budget int64  `json:",omitempty"`
+	Op     string  // "cut", "inject", "clear", "budget", "stats", "close"; "" is the mount's own reply
+	Fault  Fault   `json:",omitempty"`
+	Budget int64   `json:",omitempty"`
+	Keep   float64 `json:",omitempty"` // cut: the probability an unsynced page survives
+	Seed   uint64  `json:",omitempty"`
 }
 
 type reply struct {
@@ -278,8 +283,16 @@ func (f *FS) SyncDir(name string) error {
 // under test still holds, fail with EIO (a real power cut would have
 // stopped that code) instead of reaching the new mount. Cut returns once
 // the new mount is up.
-func (f *FS) Cut() (CutReport, error) {
-	rep, err := f.call(request{Op: "cut"})
+func (f *FS) Cut() (CutReport, error) { return f.CutKeeping(0, 0) }
+
+// CutKeeping is a power cut after which each unsynced 4 KiB page of file
+// data, within the size its file's last sync made durable, survives with
+// probability keep, drawn from seed: a disk that had written some of what
+// was not yet synced back, in no particular order. A write across pages can
+// so survive in part, and a later write without an earlier one; names
+// follow their directories' fsyncs as in Cut.
+func (f *FS) CutKeeping(keep float64, seed uint64) (CutReport, error) {
+	rep, err := f.call(request{Op: "cut", Keep: keep, Seed: seed})
 	if rep.Dir != "" {
 		f.mu.Lock()
 		f.mnt = rep.Dir

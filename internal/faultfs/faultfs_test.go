@@ -198,6 +198,54 @@ func TestPowerLossFailedSync(t *testing.T) {
 	expectFile(t, f, "a", make([]byte, len("written")))
 }
 
+// TestPowerLossKeepsSomePages: CutKeeping lets each unsynced page of a
+// synced file survive whole or not at all, about as often as asked and the
+// same ones for the same seed; nothing past the durable size survives.
+func TestPowerLossKeepsSomePages(t *testing.T) {
+	const pages = 64
+	f := New(t, Config{})
+	kept := func(seed uint64) []bool {
+		writeFile(t, f.Path("a"), make([]byte, pages*4096), true)
+		must(t, f.SyncDir(""))
+		fh, err := os.OpenFile(f.Path("a"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fh.Close()
+		// One write across all the pages, and one past the durable size.
+		if _, err := fh.WriteAt(bytes.Repeat([]byte{1}, pages*4096+100), 0); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := f.CutKeeping(0.5, seed)
+		must(t, err)
+		got, err := os.ReadFile(f.Path("a"))
+		must(t, err)
+		if len(got) != pages*4096 {
+			t.Fatalf("%d bytes after the cut; want the durable size %d", len(got), pages*4096)
+		}
+		var k []bool
+		for pg := range pages {
+			b := got[pg*4096 : (pg+1)*4096]
+			old, new := bytes.Equal(b, make([]byte, 4096)), bytes.Equal(b, bytes.Repeat([]byte{1}, 4096))
+			if !old && !new {
+				t.Fatalf("page %d is torn", pg)
+			}
+			k = append(k, new)
+		}
+		if n := int64(count(k)) * 4096; rep.KeptBytes != n {
+			t.Errorf("CutReport.KeptBytes = %d; %d bytes were kept", rep.KeptBytes, n)
+		}
+		return k
+	}
+	a, b, c := kept(1), kept(1), kept(2)
+	if n := count(a); n < 16 || n > 48 {
+		t.Errorf("kept %d of %d pages at 0.5", n, pages)
+	}
+	if !equalBools(a, b) || equalBools(a, c) {
+		t.Errorf("seed 1 kept %v then %v; seed 2 %v", a, b, c)
+	}
+}
+
 // TestFaultInjection: faults by path, by count (Skip and Count) and from a
 // seed, on reads, writes and syncs, with the errno chosen; and ENOSPC past a
 // space budget. ClearFaults heals the disk.

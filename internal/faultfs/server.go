@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,7 +55,7 @@ func serve(dir string, in io.Reader, out io.Writer) int {
 		var err error
 		switch r.Op {
 		case "cut":
-			rep.Cut, err = f.cut()
+			rep.Cut, err = f.cut(r.Keep, r.Seed)
 			if f.cur != nil {
 				rep.Dir = f.cur.dir
 			}
@@ -102,7 +103,7 @@ type server struct {
 	budget  int64 // bytes writes and fallocates may still use; -1: no limit
 
 	stats struct {
-		reads, writes, fsyncs, fdatasyncs, dirSyncs, injected, noSpace, cuts, droppedBytes, lostNames, revivedNames atomic.Int64
+		reads, writes, fsyncs, fdatasyncs, dirSyncs, injected, noSpace, cuts, droppedBytes, keptBytes, lostNames, revivedNames atomic.Int64
 	}
 }
 
@@ -112,7 +113,7 @@ func (f *server) statsNow() Stats {
 		Reads: s.reads.Load(), Writes: s.writes.Load(),
 		Fsyncs: s.fsyncs.Load(), Fdatasyncs: s.fdatasyncs.Load(), DirSyncs: s.dirSyncs.Load(),
 		Injected: s.injected.Load(), NoSpace: s.noSpace.Load(),
-		Cuts: s.cuts.Load(), DroppedBytes: s.droppedBytes.Load(),
+		Cuts: s.cuts.Load(), DroppedBytes: s.droppedBytes.Load(), KeptBytes: s.keptBytes.Load(),
 		LostNames: s.lostNames.Load(), RevivedNames: s.revivedNames.Load(),
 	}
 }
@@ -135,7 +136,7 @@ func start(dir string, cfg Config) (*server, error) {
 // cut is FS.Cut. The old mount stays where it is, frozen: a path the
 // process under test still holds then leads to EIO, not into the new mount
 // (a real power cut would have stopped that process).
-func (f *server) cut() (CutReport, error) {
+func (f *server) cut(keep float64, seed uint64) (CutReport, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed || f.cur == nil {
@@ -144,12 +145,13 @@ func (f *server) cut() (CutReport, error) {
 	old := f.cur
 	f.gens++
 	disk := filepath.Join(f.base, fmt.Sprintf("disk-%d", f.gens))
-	rep, err := old.cut(disk)
+	rep, err := old.cut(disk, keep, seed)
 	if err != nil {
 		return rep, err
 	}
 	f.stats.cuts.Add(1)
 	f.stats.droppedBytes.Add(rep.DroppedBytes)
+	f.stats.keptBytes.Add(rep.KeptBytes)
 	f.stats.lostNames.Add(int64(rep.LostNames))
 	f.stats.revivedNames.Add(int64(rep.RevivedNames))
 	// Unmount the earlier cut mounts whose files are all closed by now.
@@ -474,8 +476,10 @@ func (m *mount) syncDir(in *inode, p string) syscall.Errno {
 	return 0
 }
 
-// cut freezes the mount and writes its durable image to disk.
-func (m *mount) cut(disk string) (CutReport, error) {
+// cut freezes the mount and writes its durable image to disk. With keep
+// above zero, each unsynced 4 KiB page of a file (within its durable size)
+// reaches the image with that probability, drawn from seed.
+func (m *mount) cut(disk string, keep float64, seed uint64) (CutReport, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dead.Store(true)
@@ -487,9 +491,14 @@ func (m *mount) cut(disk string) (CutReport, error) {
 		}
 	}
 	m.imu.Unlock()
-	if err := m.compare(m.disk, m.root, &rep); err != nil {
+	var rng *rand.Rand
+	if keep > 0 {
+		rng = rand.New(rand.NewPCG(seed, 0x6b656570)) // "keep"
+	}
+	if err := m.compare(m.disk, m.root, &rep, keep, rng); err != nil {
 		return rep, err
 	}
+	rep.DroppedBytes -= rep.KeptBytes
 	if err := os.Mkdir(disk, 0o755); err != nil {
 		return rep, fmt.Errorf("faultfs: %w", err)
 	}
@@ -497,8 +506,9 @@ func (m *mount) cut(disk string) (CutReport, error) {
 }
 
 // compare counts the names of the live directory p (whose inode is in) that
-// differ from its durable names, and recurses into its live subdirectories.
-func (m *mount) compare(p string, in *inode, rep *CutReport) error {
+// differ from its durable names, lets the unsynced pages of its files
+// survive as keep and rng say, and recurses into its live subdirectories.
+func (m *mount) compare(p string, in *inode, rep *CutReport, keep float64, rng *rand.Rand) error {
 	ents, err := os.ReadDir(p)
 	if err != nil {
 		return fmt.Errorf("faultfs: %w", err)
@@ -515,15 +525,59 @@ func (m *mount) compare(p string, in *inode, rep *CutReport) error {
 		if in.entries[e.Name()] != c {
 			rep.LostNames++
 		}
+		var err error
 		if c.dir {
-			if err := m.compare(cp, c, rep); err != nil {
-				return err
-			}
+			err = m.compare(cp, c, rep, keep, rng)
+		} else if rng != nil {
+			err = c.keepPages(cp, keep, rng, rep)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	for name := range in.entries {
 		if !live[name] {
 			rep.RevivedNames++
+		}
+	}
+	return nil
+}
+
+// pageSize is the unit in which unsynced data survives a cut that keeps
+// some.
+const pageSize = 4096
+
+// keepPages copies, from the live file at p, each unsynced page within the
+// durable size with probability keep: what a disk had written back, in no
+// particular order, when the power went.
+func (in *inode) keepPages(p string, keep float64, rng *rand.Rand, rep *CutReport) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	size := int64(len(in.data)) // the size is metadata: only a sync makes it durable
+	if len(in.dirty) == 0 || size == 0 {
+		return nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("faultfs: %w", err)
+	}
+	defer f.Close()
+	page, kept := int64(-1), false // the page last drawn for, and the draw
+	for _, s := range in.dirty {
+		for off := s.off; off < min(s.end, size); {
+			if pg := off &^ (pageSize - 1); pg != page {
+				page, kept = pg, rng.Float64() < keep
+			}
+			end := min(s.end, size, page+pageSize)
+			if kept {
+				n, err := f.ReadAt(in.data[off:end], off)
+				if err != nil && err != io.EOF {
+					return fmt.Errorf("faultfs: %w", err)
+				}
+				clear(in.data[off+int64(n) : end]) // truncated since: zeros
+				rep.KeptBytes += end - off
+			}
+			off = end
 		}
 	}
 	return nil
