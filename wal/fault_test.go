@@ -14,8 +14,9 @@ import (
 
 // TestFaultDisk runs 64 appenders on faultfs until the disk starts failing
 // under them: every write or every fdatasync to a segment fails with EIO or
-// ENOSPC (a fault on log/*.wal, or a space budget), or writes and
-// fdatasyncs fail at random from a seed. The log must refuse to
+// ENOSPC (a fault on log/*.wal, or a space budget), or the fsyncs that
+// prepare the next segment fail, or writes and fdatasyncs fail at random
+// from a seed. The log must refuse to
 // acknowledge: every Append from the failure on returns an error wrapping
 // the errno that names the operation, none succeeds for an LSN past the
 // first that failed, and Close and later Appends report it. Then the power
@@ -39,10 +40,19 @@ func TestFaultDisk(t *testing.T) {
 			// A little room: the failure lands on a write, a zero-fill or
 			// a segment's fallocate, wherever the budget runs out.
 			return f.SetSpaceBudget(40 << 10)
-		}, syscall.ENOSPC, []string{"write", "fallocate"}},
+		}, syscall.ENOSPC, []string{"write", "preallocate", "zero-fill"}},
 		{"fdatasync-ENOSPC", func(f *faultfs.FS) error {
 			return f.Inject(faultfs.Fault{Op: faultfs.OpFdatasync, Path: "log/*.wal", Err: syscall.ENOSPC})
 		}, syscall.ENOSPC, []string{"fdatasync"}},
+		// Preparing the next segment: its fsync, and the directory's
+		// fsync that makes its name durable. The log fails when it needs
+		// that segment, and must not write into it.
+		{"segment-fsync-EIO", func(f *faultfs.FS) error {
+			return f.Inject(faultfs.Fault{Op: faultfs.OpFsync, Path: "log/*.wal"})
+		}, syscall.EIO, []string{"fsync"}},
+		{"directory-fsync-EIO", func(f *faultfs.FS) error {
+			return f.Inject(faultfs.Fault{Op: faultfs.OpDirSync, Path: "log"})
+		}, syscall.EIO, []string{"fsync directory"}},
 		{"seeded-EIO", func(f *faultfs.FS) error {
 			return f.Inject(faultfs.Fault{Op: faultfs.OpWrite | faultfs.OpFdatasync, Path: "log/*.wal", Rate: 0.05, Seed: seed})
 		}, syscall.EIO, []string{"write", "fdatasync"}},
