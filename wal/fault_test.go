@@ -6,8 +6,10 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ringwake/ringwake/internal/faultfs"
 )
@@ -165,4 +167,96 @@ func containsAny(s string, subs []string) bool {
 		}
 	}
 	return false
+}
+
+// TestFaultTruncateDirSync: while 64 appenders run and a checkpointer
+// truncates every 2 ms, the log's directory stops taking fsyncs (every one
+// fails with EIO from the 1500th acknowledgement on; file syncs still work).
+// TruncateFront returns the error, naming the fsync, and the checkpointer
+// goes on; the log fails once it needs a segment it cannot make durable. A
+// power cut later, the log must reopen with every acknowledged record from
+// the highest truncation point begun.
+//
+// A TruncateFront whose rename of a segment to a spare is done but whose
+// directory fsync failed leaves that segment durable under its old name;
+// the log must not then write into the renamed file (createSegment opens
+// the spare's name with O_TRUNC, zero-fills and fsyncs it), or the cut
+// finds a segment of the log with a zeroed header: Open refuses the log
+// (ErrCorrupt) when it is the first segment, and ends the log there,
+// deleting the later segments and their acknowledged records, when it is
+// not.
+func TestFaultTruncateDirSync(t *testing.T) {
+	seed := powerLossSeed(t)
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "direct", false: "buffered"}[direct], func(t *testing.T) {
+			ffs, dir := newFaultLog(t, faultfs.Config{})
+			l := openT(t, dir, crashOptions(direct))
+			p := &powerLedger{acked: map[uint64]crashID{}}
+			stop := make(chan struct{})
+			var n atomic.Int64
+			var truncErrs []error
+			ckptDone := make(chan struct{})
+			go func() {
+				defer close(ckptDone)
+				for !closed(stop) {
+					time.Sleep(2 * time.Millisecond)
+					d := l.DurableLSN()
+					if d <= crashKeep {
+						continue
+					}
+					p.mu.Lock()
+					p.from = max(p.from, d-crashKeep)
+					p.mu.Unlock()
+					if err := l.TruncateFront(d - crashKeep); err != nil {
+						truncErrs = append(truncErrs, err)
+					}
+				}
+			}()
+			faulted := false
+			werr := appendWorkload(l, seed, stop, func(lsn uint64, g, i int) {
+				p.ack(lsn, crashID{seed, g, i})
+				switch n.Add(1) {
+				case 1500:
+					if err := ffs.Inject(faultfs.Fault{Op: faultfs.OpDirSync, Path: "log"}); err != nil {
+						t.Error(err)
+					}
+					faulted = true
+				case 6000:
+					close(stop)
+				}
+			})
+			if !closed(stop) {
+				close(stop)
+			}
+			<-ckptDone
+			if _, err := ffs.Cut(); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			p.claimed = l.DurableLSN()
+			if err := ffs.ClearFaults(); err != nil {
+				t.Fatal(err)
+			}
+			st, err := ffs.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !faulted || st.Injected == 0 {
+				t.Fatalf("no directory fsync failed (%d injected)", st.Injected)
+			}
+			for _, err := range truncErrs {
+				if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "fsync") {
+					t.Fatalf("TruncateFront: %v; want EIO from the directory fsync", err)
+				}
+			}
+			l = openT(t, ffs.Path("log"), crashOptions(direct))
+			defer l.Close()
+			first, last, checked, err := checkPowerLoss(l, p)
+			if err != nil {
+				t.Fatalf("after the cut: %v (appends ended with %v)", err, werr)
+			}
+			t.Logf("%d acknowledged; %d directory fsyncs failed, %d TruncateFronts returned the error; appends ended with %v; after the cut the log holds %d..%d (%d checked), truncated at %d",
+				n.Load(), st.Injected, len(truncErrs), werr, first, last, checked, p.from)
+		})
+	}
 }
