@@ -163,8 +163,10 @@ func (p *Poller) chunk(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []
 			slot.keep = keep[j]
 		}
 		lone := ss[j].Flags&linkFlags == 0 && (j == 0 || ss[j-1].Flags&linkFlags == 0)
-		uds[j] = p.writeLocked(slot, &ss[j], lone)
+		uds[j] = p.writeSlotLocked(slot, &ss[j], lone)
 	}
+	p.pending.Add(int64(n))
+	p.stats.submitted.Add(uint64(n))
 	p.ring.Publish()
 	p.mu.Unlock()
 	done := ctx.Done()

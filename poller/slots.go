@@ -76,6 +76,15 @@ func (p *Poller) takeSlotLocked() (uint32, bool) {
 // entries. lone says the request is linked to nothing, so that the poller
 // may submit it again if the kernel cancels it on its own.
 func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE, lone bool) uint64 {
+	ud := p.writeSlotLocked(slot, s, lone)
+	p.pending.Add(1)
+	p.stats.submitted.Add(1)
+	return ud
+}
+
+// writeSlotLocked is writeLocked without the counters, which a caller
+// writing many SQEs at once adds up itself, before it publishes.
+func (p *Poller) writeSlotLocked(slot *Slot, s *sqe.SQE, lone bool) uint64 {
 	if cancels(s.Opcode) {
 		p.cancelGen.Add(1)
 	}
@@ -94,8 +103,6 @@ func (p *Poller) writeLocked(slot *Slot, s *sqe.SQE, lone bool) uint64 {
 	if isBlockIO(s.Opcode) && !p.ioPending.Load() {
 		p.ioPending.Store(true)
 	}
-	p.pending.Add(1)
-	p.stats.submitted.Add(1)
 	return ud
 }
 
