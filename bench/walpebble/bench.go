@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/record"
-	"golang.org/x/sys/unix"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"golang.org/x/sys/unix"
 
 	"github.com/ringwake/ringwake/wal"
 )
