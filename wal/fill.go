@@ -59,10 +59,12 @@ func (l *Log) Append(ctx context.Context, record []byte) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	// Only an appender whose ctx cannot end may block in a system call.
+	inline := ctx.Done() == nil
 	l.mu.Lock()
 	lsn, err := l.reserveLocked(record)
 	if err != errNoSpace {
-		l.finishLocked(wakes{})
+		l.finish(wakes{}, inline)
 	} else {
 		l.mu.Unlock()
 		l.stats.spaceWaits.Add(1)
@@ -81,7 +83,7 @@ func (l *Log) Append(ctx context.Context, record []byte) (uint64, error) {
 			// One wake-up per freed buffer: pass it on while the buffer has room.
 			wk.space = 1
 		}
-		l.finishLocked(wk)
+		l.finish(wk, inline)
 	}
 	if err != nil {
 		return 0, err

@@ -52,6 +52,7 @@ type plan struct {
 	n     int
 	ss    [4]sqe.SQE
 	dones [4]func(res int32, flags uint32)
+	wlen  int32 // the bytes its write carries, if it has one
 }
 
 // toWriteLocked returns the first buffer with data to write, if any: buffers
@@ -136,6 +137,7 @@ func (l *Log) prepWriteLocked(b *batch, p *plan) {
 		}
 		l.w.length = full + blockSize - start
 	}
+	p.wlen = int32(l.w.length)
 	p.dones[p.n] = l.onWrite
 	p.n++
 	l.stats.writes.Add(1)
@@ -188,7 +190,11 @@ func (l *Log) submit(p plan) {
 // finishLocked ends every critical section that may have moved the
 // pipeline: it takes the next step, wakes whoever must be woken once l.mu is
 // released, and submits. It unlocks l.mu.
-func (l *Log) finishLocked(wk wakes) int {
+func (l *Log) finishLocked(wk wakes) int { return l.finish(wk, false) }
+
+// finish is finishLocked; with inline, the caller is an appender that may
+// make the commit it starts itself (inline.go).
+func (l *Log) finish(wk wakes, inline bool) int {
 	p := l.kickLocked()
 	if l.failWake {
 		// A failure wakes everyone: commit waiters with a key that reaches
@@ -199,7 +205,11 @@ func (l *Log) finishLocked(wk wakes) int {
 	l.checkDrainedLocked()
 	l.mu.Unlock()
 	n := l.wake(wk)
-	l.submit(p)
+	if inline {
+		l.runInline(&p)
+	} else {
+		l.submit(p)
+	}
 	return n
 }
 

@@ -114,6 +114,9 @@ type Options struct {
 	noOverlap bool
 	// noSettle turns the commit delay off (settle.go).
 	noSettle bool
+	// noInline keeps every commit on the ring: appenders never make the
+	// write and fdatasync themselves (inline.go; benchmarks compare both).
+	noInline bool
 	// noZeroSlices keeps the next segment's zero-fill off the commit path
 	// (benchmarks measure what the slices cost).
 	noZeroSlices bool
@@ -218,7 +221,7 @@ type Log struct {
 	testFail atomic.Uint32
 
 	stats struct {
-		appends, writes, syncs, linked, spaceWaits, rolls, wakeups, settleMisses, recycled, zeroSlices, retried atomic.Uint64
+		appends, writes, syncs, linked, inline, spaceWaits, rolls, wakeups, settleMisses, recycled, zeroSlices, retried atomic.Uint64
 	}
 }
 
@@ -249,6 +252,7 @@ type Stats struct {
 	Writes      uint64 // write requests submitted
 	Syncs       uint64 // fdatasync requests submitted
 	LinkedSyncs uint64 // of Syncs, those linked to their write in one submission
+	InlineSyncs uint64 // of Syncs, those an appender made itself, on its own thread
 	SpaceWaits  uint64 // Appends that slept for buffer space
 	Rolls       uint64 // segments rolled over
 	Wakeups     uint64 // appenders woken by fdatasync completions
@@ -265,6 +269,7 @@ func (l *Log) Stats() Stats {
 		Writes:      l.stats.writes.Load(),
 		Syncs:       l.stats.syncs.Load(),
 		LinkedSyncs: l.stats.linked.Load(),
+		InlineSyncs: l.stats.inline.Load(),
 		SpaceWaits:  l.stats.spaceWaits.Load(),
 		Rolls:       l.stats.rolls.Load(),
 		Wakeups:     l.stats.wakeups.Load(),

@@ -29,10 +29,11 @@ func main() {
 	dur := flag.Duration("dur", 3*time.Second, "measured window per implementation, appender count and round")
 	recycledSize := flag.Int64("recycled-size", 512<<20, "size of Pebble's recycled log file: larger than a window writes, so no window extends it")
 	raw := flag.Bool("raw", false, "also print every window")
+	only := flag.String("only", "", "run only these implementations (comma-separated: pebble, wal, pebble-recycled, wal-recycled), for tracing one")
 	flag.Parse()
 	ns, err := parseCounts(*counts)
 	if err == nil {
-		err = bench(os.Stdout, *dir, ns, *rounds, *dur, *recycledSize, *raw)
+		err = bench(os.Stdout, *dir, ns, *rounds, *dur, *recycledSize, *raw, *only)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "walpebble:", err)
@@ -55,7 +56,7 @@ func parseCounts(s string) ([]int, error) {
 // bench runs rounds rounds; each round runs every appender count, and for
 // each count all four implementations one after another, so the machine's
 // drift weighs on all alike.
-func bench(out io.Writer, dir string, counts []int, rounds int, d time.Duration, recycledSize int64, raw bool) (err error) {
+func bench(out io.Writer, dir string, counts []int, rounds int, d time.Duration, recycledSize int64, raw bool, only string) (err error) {
 	root, err := os.MkdirTemp(dir, "walpebble-")
 	if err != nil {
 		return err
@@ -76,6 +77,9 @@ func bench(out io.Writer, dir string, counts []int, rounds int, d time.Duration,
 	for round := range rounds {
 		for _, n := range counts {
 			for _, im := range impls {
+				if only != "" && !slices.Contains(strings.Split(only, ","), im.name) {
+					continue
+				}
 				r, err := run(root, im, n, d)
 				if err != nil {
 					return err
@@ -87,6 +91,9 @@ func bench(out io.Writer, dir string, counts []int, rounds int, d time.Duration,
 				all[key(im.name, n)] = append(all[key(im.name, n)], r)
 			}
 		}
+	}
+	if only != "" {
+		return nil
 	}
 	fmt.Fprintf(out, "\n%d-byte records, durable before the next; medians of %d rounds of %v (write cache: %v)\n\n", recordSize, rounds, d, writeCache(root))
 	fmt.Fprintln(out, "| appenders | log | Pebble rec/s | wal rec/s | ratio | Pebble p50/p99 µs | wal p50/p99 µs | Pebble syncs/s | wal syncs/s | flushes/sync Pebble, wal |")

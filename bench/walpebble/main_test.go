@@ -48,7 +48,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if err := bench(&out, t.TempDir(), []int{2}, 1, 50*time.Millisecond, 16<<20, false); err != nil {
+	if err := bench(&out, t.TempDir(), []int{2}, 1, 50*time.Millisecond, 16<<20, false, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Count(out.String(), "\n| 2 |"); got != 2 {
