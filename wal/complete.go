@@ -138,7 +138,11 @@ func (l *Log) reapLocked() int {
 const maxShortWrites = 3
 
 // syncDone runs on the poller when the fdatasync in flight completes.
-func (l *Log) syncDone(res int32, _ uint32) {
+func (l *Log) syncDone(res int32, _ uint32) { l.syncDoneBy(res, false) }
+
+// syncDoneBy is syncDone; inline says an appender made the fdatasync itself
+// (it then comes back to append too, and counts in the settle).
+func (l *Log) syncDoneBy(res int32, inline bool) {
 	res = l.injected(res, failNextSync)
 	l.mu.Lock()
 	if l.s.linked && !l.s.wrote {
@@ -154,6 +158,9 @@ func (l *Log) syncDone(res int32, _ uint32) {
 	epoch := l.settleEpoch
 	woken := l.finishLocked(wk)
 	if settle {
+		if inline {
+			woken++ // the appender that made it comes back too
+		}
 		l.settleArm(epoch, woken)
 	}
 }

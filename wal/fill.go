@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // batch is one batch buffer: a stretch of the log, in memory, at file
@@ -130,8 +131,14 @@ func (l *Log) reserveLocked(record []byte) (uint64, error) {
 		l.stats.appends.Add(1)
 		if l.settling {
 			l.settleSeen++
-			if l.settleTarget > 0 && l.settleSeen >= l.settleTarget {
+			switch {
+			case l.settleTarget == 0:
+			case l.settleSeen >= l.settleTarget:
 				l.endSettleLocked(true) // the crowd is back: this appender's kick commits it
+			case time.Now().After(l.settleDeadline):
+				// Past the timeout, which may not have reached the poller yet:
+				// the appender that comes first commits, inline.
+				l.endSettleLocked(2*l.settleSeen >= l.settleTarget)
 			}
 		}
 		return lsn, nil

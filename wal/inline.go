@@ -65,7 +65,7 @@ func (l *Log) runInline(p *plan) {
 			return
 		}
 	}
-	p.dones[k-1](fdatasync(s.Fd), 0)
+	l.syncDoneBy(fdatasync(s.Fd), true)
 }
 
 func isWrite(op uint8) bool { return op == sqe.OpWrite || op == sqe.OpWritev }

@@ -71,8 +71,9 @@ func (l *Log) toWriteLocked() *batch {
 
 // kickLocked decides the pipeline's next step and returns what to submit:
 //   - one write at a time, in log order, once its segment is ready; while an
-//     fdatasync is in flight it goes down alone (unless noOverlap), otherwise
-//     linked to an fdatasync of its segment in the same submission;
+//     fdatasync is in flight it goes down alone (unless noOverlap, or the
+//     caller could make the commit inline: see below), otherwise linked to
+//     an fdatasync of its segment in the same submission;
 //   - one fdatasync at a time: when none is in flight and written data is not
 //     yet covered, for the oldest such segment, unless a write to that same
 //     segment is in flight (its completion links or issues the fdatasync);
@@ -80,11 +81,18 @@ func (l *Log) toWriteLocked() *batch {
 //     segment's zero-fill (prepZeroLocked).
 //
 // Nothing starts after a failure or while the log settles (settle.go).
-func (l *Log) kickLocked() (p plan) {
+//
+// inline says the caller is an appender that would make a commit itself
+// (inline.go). It then writes nothing alone while an fdatasync is in
+// flight: the records wait for the next commit, which an appender makes
+// inline, as a write and its fdatasync, once the fdatasync completes. A
+// write alone would leave its fdatasync to the completion, on the ring
+// (measured: 10-25% fewer appends/s at 16-256 appenders, bench/walpebble).
+func (l *Log) kickLocked(inline bool) (p plan) {
 	if l.err != nil || l.hold || l.settling {
 		return
 	}
-	if l.writing == nil && (!l.syncing || !l.opts.noOverlap) {
+	if l.writing == nil && (!l.syncing || !(l.opts.noOverlap || inline)) {
 		if b := l.toWriteLocked(); b != nil {
 			switch {
 			case b.seg.ready && !b.seg.zeroing:
@@ -195,7 +203,7 @@ func (l *Log) finishLocked(wk wakes) int { return l.finish(wk, false) }
 // finish is finishLocked; with inline, the caller is an appender that may
 // make the commit it starts itself (inline.go).
 func (l *Log) finish(wk wakes, inline bool) int {
-	p := l.kickLocked()
+	p := l.kickLocked(inline && !l.opts.noInline)
 	if l.failWake {
 		// A failure wakes everyone: commit waiters with a key that reaches
 		// them all (they find the error), and every space waiter.

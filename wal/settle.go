@@ -16,8 +16,11 @@ import (
 // only half of them. After an fdatasync completes and its broadcast woke W
 // appenders, the pipeline starts no new I/O until W more records arrived (the
 // appender that brings the W-th submits the write and its linked fdatasync)
-// or until an IORING_OP_TIMEOUT of half the recent fdatasync latency
-// completes, whichever is first. Where the woken do not come back (an open
+// or until half the recent fdatasync latency has passed, whichever is first:
+// the first appender to arrive after that time ends the settle and commits,
+// and an IORING_OP_TIMEOUT ends it through the poller should nobody arrive.
+// W counts the appender that made the fdatasync inline (inline.go): it comes
+// back too. Where the woken do not come back (an open
 // loop), a settle times out with fewer than half of them back, and settling
 // backs off: it is skipped for 1, 2, 4, ... up to 64 fdatasyncs, so such
 // workloads pay the delay on at most one fdatasync in 64.
@@ -68,6 +71,7 @@ func (l *Log) settleArm(epoch uint64, woken int) {
 	if l.settleFor > 0 {
 		d = l.settleFor
 	}
+	l.settleDeadline = time.Now().Add(d)
 	ts := &unix.Timespec{Sec: int64(d / time.Second), Nsec: int64(d % time.Second)}
 	l.mu.Unlock()
 	var s sqe.SQE

@@ -190,15 +190,16 @@ type Log struct {
 	hold          bool // tests: start no I/O
 
 	// The commit delay (settle.go).
-	settling      bool
-	settleEpoch   uint64
-	settleSeen    int // records appended since the settle began
-	settleTarget  int // appenders the fdatasync woke; 0 until known
-	settleSkip    int // fdatasyncs still to complete without settling
-	settleBackoff int
-	settleFor     time.Duration // tests: a fixed settle timeout
-	syncStart     time.Time
-	syncEWMA      time.Duration
+	settling       bool
+	settleEpoch    uint64
+	settleSeen     int // records appended since the settle began
+	settleTarget   int // appenders the fdatasync woke; 0 until known
+	settleSkip     int // fdatasyncs still to complete without settling
+	settleBackoff  int
+	settleFor      time.Duration // tests: a fixed settle timeout
+	settleDeadline time.Time     // when the settle's timeout is due
+	syncStart      time.Time
+	syncEWMA       time.Duration
 
 	durable atomic.Uint64 // highest LSN an fdatasync covered
 	failed  atomic.Bool   // err is set

@@ -31,6 +31,9 @@ type appendLog interface {
 	close() error
 }
 
+// statser is a log with counters of its own, printed with -raw.
+type statser interface{ stats() wal.Stats }
+
 // impl opens a log for one measured window, in a directory of its own
 // (fresh) or in state kept across windows (recycled).
 type impl struct {
@@ -171,7 +174,8 @@ func (w *walLog) append(rec []byte) error {
 	return err
 }
 
-func (w *walLog) syncs() uint64 { return w.l.Stats().Syncs }
+func (w *walLog) syncs() uint64    { return w.l.Stats().Syncs }
+func (w *walLog) stats() wal.Stats { return w.l.Stats() }
 
 func (w *walLog) close() error {
 	if w.keep {
@@ -280,6 +284,7 @@ type result struct {
 	p50, p99  time.Duration
 	syncs     uint64 // fdatasyncs the implementation made
 	flushes   int64  // flush requests the disk completed (-1: unknown)
+	detail    string // the log's own counters over the window, if it has any
 }
 
 func (r result) perSec(n float64) float64 { return n / r.elapsed.Seconds() }
@@ -327,6 +332,10 @@ func run(root string, im impl, appenders int, d time.Duration) (result, error) {
 		}()
 	}
 	s0, f0 := lg.syncs(), disk.read()
+	var st0 wal.Stats
+	if s, ok := lg.(statser); ok {
+		st0 = s.stats()
+	}
 	t0 := time.Now()
 	close(start)
 	time.Sleep(d)
@@ -334,6 +343,12 @@ func run(root string, im impl, appenders int, d time.Duration) (result, error) {
 	wg.Wait()
 	r := result{impl: im.name, appenders: appenders, elapsed: time.Since(t0)}
 	r.syncs, r.flushes = lg.syncs()-s0, disk.since(f0)
+	if s, ok := lg.(statser); ok {
+		st := s.stats()
+		r.detail = fmt.Sprintf("inline %d, linked %d, writes %d, settle misses %d, woken %d, rolls %d, recycled %d",
+			st.InlineSyncs-st0.InlineSyncs, st.LinkedSyncs-st0.LinkedSyncs, st.Writes-st0.Writes, st.SettleMiss-st0.SettleMiss,
+			st.Wakeups-st0.Wakeups, st.Rolls-st0.Rolls, st.Recycled-st0.Recycled)
+	}
 	cerr := lg.close()
 	if err := failed.Load(); err != nil {
 		return r, fmt.Errorf("%s: append: %w", im.name, *err)

@@ -85,8 +85,8 @@ func bench(out io.Writer, dir string, counts []int, rounds int, d time.Duration,
 					return err
 				}
 				if raw {
-					fmt.Fprintf(out, "round %d %-16s appenders=%-3d %9.0f rec/s p50 %6.0fµs p99 %6.0fµs %7.0f syncs/s flushes/sync %s\n",
-						round+1, r.impl, n, r.perSec(float64(r.records)), us(r.p50), us(r.p99), r.perSec(float64(r.syncs)), flushRatio(r))
+					fmt.Fprintf(out, "round %d %-16s appenders=%-3d %9.0f rec/s p50 %6.0fµs p99 %6.0fµs %7.0f syncs/s flushes/sync %s %s\n",
+						round+1, r.impl, n, r.perSec(float64(r.records)), us(r.p50), us(r.p99), r.perSec(float64(r.syncs)), flushRatio(r), r.detail)
 				}
 				all[key(im.name, n)] = append(all[key(im.name, n)], r)
 			}
