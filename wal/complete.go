@@ -60,7 +60,8 @@ func (l *Log) kernelCanceledLocked(res int32) bool {
 	return true
 }
 
-// writeDone runs on the poller when the write in flight completes.
+// writeDone runs on the poller when the write in flight completes (or on
+// the appender that made it inline).
 func (l *Log) writeDone(res int32, _ uint32) {
 	res = l.injected(res, failNextWrite)
 	var wk wakes
@@ -158,10 +159,7 @@ func (l *Log) syncDoneBy(res int32, inline bool) {
 	epoch := l.settleEpoch
 	woken := l.finishLocked(wk)
 	if settle {
-		if inline {
-			woken++ // the appender that made it comes back too
-		}
-		l.settleArm(epoch, woken)
+		l.settleArm(epoch, woken, inline)
 	}
 }
 

@@ -61,11 +61,14 @@ func (l *Log) Append(ctx context.Context, record []byte) (uint64, error) {
 		return 0, err
 	}
 	// Only an appender whose ctx cannot end may block in a system call.
-	inline := ctx.Done() == nil
+	who := byRing
+	if ctx.Done() == nil {
+		who = byAppender
+	}
 	l.mu.Lock()
 	lsn, err := l.reserveLocked(record)
 	if err != errNoSpace {
-		l.finish(wakes{}, inline)
+		l.finish(wakes{}, who)
 	} else {
 		l.mu.Unlock()
 		l.stats.spaceWaits.Add(1)
@@ -84,7 +87,7 @@ func (l *Log) Append(ctx context.Context, record []byte) (uint64, error) {
 			// One wake-up per freed buffer: pass it on while the buffer has room.
 			wk.space = 1
 		}
-		l.finish(wk, inline)
+		l.finish(wk, who)
 	}
 	if err != nil {
 		return 0, err
@@ -137,8 +140,9 @@ func (l *Log) reserveLocked(record []byte) (uint64, error) {
 				l.endSettleLocked(true) // the crowd is back: this appender's kick commits it
 			case time.Now().After(l.settleDeadline):
 				// Past the timeout, which may not have reached the poller yet:
-				// the appender that comes first commits, inline.
-				l.endSettleLocked(2*l.settleSeen >= l.settleTarget)
+				// the appender that comes first commits, inline. Appenders are
+				// coming back: not a settle to back off from.
+				l.endSettleLocked(true)
 			}
 		}
 		return lsn, nil

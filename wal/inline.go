@@ -29,6 +29,11 @@ import (
 // reap inline only for such a ctx); the poller never does, so completions
 // are never held up behind an fdatasync.
 
+// The write's completion is handled as a ring completion: its kick may write
+// the records that arrived during the write alone, through the ring, so that
+// their write overlaps this fdatasync (measured at 64 and 256 appenders:
+// 5-15% more appends/s than leaving them to the next inline commit).
+
 // inlineArch: the raw system calls below pass 64-bit offsets in one word.
 const inlineArch = unsafe.Sizeof(uintptr(0)) == 8
 

@@ -198,12 +198,22 @@ func (l *Log) submit(p plan) {
 // finishLocked ends every critical section that may have moved the
 // pipeline: it takes the next step, wakes whoever must be woken once l.mu is
 // released, and submits. It unlocks l.mu.
-func (l *Log) finishLocked(wk wakes) int { return l.finish(wk, false) }
+func (l *Log) finishLocked(wk wakes) int { return l.finish(wk, byRing) }
 
-// finish is finishLocked; with inline, the caller is an appender that may
-// make the commit it starts itself (inline.go).
-func (l *Log) finish(wk wakes, inline bool) int {
-	p := l.kickLocked(inline && !l.opts.noInline)
+// actor is who runs finish, which decides what the kick may do.
+type actor uint8
+
+const (
+	// byRing: a ring completion, a segment's preparation, an appender whose
+	// ctx can end: whatever the kick starts goes to the ring.
+	byRing actor = iota
+	// byAppender: an appender that may make the commit it starts itself
+	// (inline.go).
+	byAppender
+)
+
+func (l *Log) finish(wk wakes, a actor) int {
+	p := l.kickLocked(a != byRing && !l.opts.noInline)
 	if l.failWake {
 		// A failure wakes everyone: commit waiters with a key that reaches
 		// them all (they find the error), and every space waiter.
@@ -213,7 +223,7 @@ func (l *Log) finish(wk wakes, inline bool) int {
 	l.checkDrainedLocked()
 	l.mu.Unlock()
 	n := l.wake(wk)
-	if inline {
+	if a == byAppender {
 		l.runInline(&p)
 	} else {
 		l.submit(p)
