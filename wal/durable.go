@@ -77,13 +77,23 @@ func (l *Log) waitDurable(ctx context.Context, lsn uint64) error {
 		if l.durable.Load() >= lsn || l.failed.Load() {
 			break
 		}
-		select {
-		case <-w.ch:
-			continue
-		case <-done:
-			err = ctx.Err()
+		if done == nil {
+			<-w.ch // a plain receive: cheaper than a select, in a crowd
+		} else {
+			select {
+			case <-w.ch:
+			case <-done:
+				err = ctx.Err()
+			}
+			if err != nil {
+				break
+			}
 		}
-		break
+		// The wake-up took the entry off the queue: check before queueing
+		// it again, as the wake-up almost always means the record is durable.
+		if l.durable.Load() >= lsn || l.failed.Load() {
+			break
+		}
 	}
 	l.commitQ.FinishWait(&w.e)
 	select {

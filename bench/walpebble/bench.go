@@ -307,6 +307,7 @@ func run(root string, im impl, appenders int, d time.Duration) (result, error) {
 		return result{}, fmt.Errorf("%s: %w", im.name, err)
 	}
 	disk := newFlushCounter(dir)
+	quiesce(dir)
 	lats := make([][]time.Duration, appenders)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -418,4 +419,15 @@ func writeCache(dir string) bool {
 	}
 	b, err := os.ReadFile(filepath.Join(filepath.Dir(c.path), "queue", "write_cache"))
 	return err == nil && strings.TrimSpace(string(b)) == "write back"
+}
+
+// quiesce lets the device finish what earlier windows left it (write-back,
+// the discards of deleted files on a file system mounted with discard)
+// before a window starts, so that no window pays for its predecessor.
+func quiesce(dir string) {
+	if fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0); err == nil {
+		unix.Syncfs(fd)
+		unix.Close(fd)
+	}
+	time.Sleep(250 * time.Millisecond)
 }
