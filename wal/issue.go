@@ -87,7 +87,7 @@ func (l *Log) toWriteLocked() *batch {
 // flight: the records wait for the next commit, which an appender makes
 // inline, as a write and its fdatasync, once the fdatasync completes. A
 // write alone would leave its fdatasync to the completion, on the ring
-// (measured: 10-25% fewer appends/s at 16-256 appenders, bench/walpebble).
+// (measured: about 10% fewer appends/s at 16-256 appenders, bench/walpebble).
 func (l *Log) kickLocked(inline bool) (p plan) {
 	if l.err != nil || l.hold || l.settling {
 		return

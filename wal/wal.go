@@ -5,9 +5,11 @@
 // The commit path is the wait-queue design end to end. Appenders copy their
 // framed record into the current batch buffer and get an LSN. Whoever finds
 // the pipeline idle (an appender, or a completion on the ring's poller)
-// submits the next step: the batch's write linked (IOLink) to an fdatasync in
+// starts the next step: the batch's write linked (IOLink) to an fdatasync in
 // one submission, or, while an fdatasync is in flight, the write alone so that
-// the next fdatasync only has to flush. One fdatasync is in flight at a time;
+// the next fdatasync only has to flush. An appender whose ctx cannot end
+// makes the write and fdatasync of a commit it starts itself, on its own
+// thread (inline.go): through the ring an fdatasync runs on an io-wq worker. One fdatasync is in flight at a time;
 // its completion wakes every appender it covered with one broadcast on the
 // commit queue (key: the durable LSN), after which the pipeline waits briefly
 // for the appenders it woke to append again (settle.go). Appenders that find
