@@ -245,17 +245,25 @@ func (w *walRecycled) start() error {
 
 func (w *walRecycled) checkpoint() {
 	defer close(w.done)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
+	err := every(5*time.Millisecond, w.stop, func() error { return w.l.TruncateFront(w.l.DurableLSN()) })
+	if err != nil {
+		w.err.Store(&err)
+	}
+}
+
+// every calls f each period until stop is closed or f fails.
+func every(period time.Duration, stop <-chan struct{}, f func() error) error {
+	t := time.NewTimer(period)
+	defer t.Stop()
 	for {
 		select {
-		case <-w.stop:
-			return
-		case <-tick.C:
-		}
-		if err := w.l.TruncateFront(w.l.DurableLSN()); err != nil {
-			w.err.Store(&err)
-			return
+		case <-stop:
+			return nil
+		case <-t.C:
+			if err := f(); err != nil {
+				return err
+			}
+			t.Reset(period)
 		}
 	}
 }
