@@ -56,6 +56,7 @@ func (l *Log) runInline(p *plan) {
 	var rest plan
 	rest.n = copy(rest.ss[:], p.ss[k:p.n])
 	copy(rest.dones[:], p.dones[k:p.n])
+	copy(rest.zero[:], p.zero[k:p.n])
 	l.submit(rest)
 	l.stats.inline.Add(1)
 	s := &p.ss[0]

@@ -52,7 +52,8 @@ type plan struct {
 	n     int
 	ss    [4]sqe.SQE
 	dones [4]func(res int32, flags uint32)
-	wlen  int32 // the bytes its write carries, if it has one
+	wlen  int32   // the bytes its write carries, if it has one
+	zero  [4]bool // the entry is part of a zero-fill slice
 }
 
 // toWriteLocked returns the first buffer with data to write, if any: buffers
@@ -184,9 +185,14 @@ func (l *Log) submit(p plan) {
 		// Nothing went down: undo the in-flight marks and fail.
 		l.mu.Lock()
 		for i := 0; i < p.n; i++ {
-			if p.ss[i].Opcode == sqe.OpFsync {
+			switch {
+			case p.zero[i]:
+				if z := l.zeroSeg; z != nil {
+					z.zeroing, l.zeroSeg = false, nil
+				}
+			case p.ss[i].Opcode == sqe.OpFsync:
 				l.syncing = false
-			} else {
+			default:
 				l.writing = nil
 			}
 		}

@@ -49,7 +49,7 @@ func (l *Log) prepZeroLocked(b *batch, n int, p *plan) {
 	}
 	s.PrepWrite(fd, zeroBlock()[:chunk], uint64(z.zeroed))
 	if l.direct {
-		p.dones[p.n] = l.onZero
+		p.dones[p.n], p.zero[p.n] = l.onZero, true
 		p.n++
 		return
 	}
@@ -57,10 +57,10 @@ func (l *Log) prepZeroLocked(b *batch, n int, p *plan) {
 	// the new segment's first fdatasync would write them all: push each
 	// slice out now.
 	s.Flags |= sqe.IOLink
-	p.dones[p.n] = l.onZeroWrite
+	p.dones[p.n], p.zero[p.n] = l.onZeroWrite, true
 	p.n++
 	p.ss[p.n].PrepSyncFileRange(z.fd, uint32(chunk), uint64(z.zeroed), syncFileRangeWrite|syncFileRangeWaitAfter)
-	p.dones[p.n] = l.onZero
+	p.dones[p.n], p.zero[p.n] = l.onZero, true
 	p.n++
 }
 
