@@ -14,14 +14,16 @@ import (
 
 // Test hooks: make the next write or fdatasync completion fail with EIO, or
 // come back ECANCELED as from a kernel-side cancel (cancelAlways keeps doing
-// the latter); make the next zero-fill write fail in the kernel.
+// the latter); make the next zero-fill write fail in the kernel, or the next
+// submission of one fail in SubmitBatch.
 const (
 	failNextWrite uint32 = 1 << iota
 	failNextSync
 	cancelNextWrite
 	cancelNextSync
 	cancelAlways
-	failNextZero // the next zero-fill write goes to fd -1
+	failNextZero       // the next zero-fill write goes to fd -1
+	failNextZeroSubmit // the next submission holding a zero-fill slice fails
 )
 
 func (l *Log) injected(res int32, bit uint32) int32 {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestInlineCommit checks who makes a lone appender's commits: the appender
@@ -107,5 +108,40 @@ func TestInlineFailure(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestSubmitFailureUndo: an inline commit sends the zero-fill slice that
+// rides with it to the ring apart from the write, which the appender then
+// makes itself. When that submission fails, the log fails (stickily, the
+// error naming the submission), and the undo clears the slice's mark only:
+// Close must not wait forever for a slice that never went down, nor take
+// the inline write in flight for finished.
+func TestSubmitFailureUndo(t *testing.T) {
+	for mode, o := range modes(small) {
+		t.Run(mode, func(t *testing.T) {
+			l := openT(t, t.TempDir(), o)
+			l.testFail.Or(failNextZeroSubmit)
+			var err error
+			for i := 0; err == nil && i < 1000; i++ {
+				_, err = l.Append(context.Background(), testRecord(0, i))
+			}
+			if !errors.Is(err, errInjectedSubmit) || !strings.Contains(err.Error(), "submit") {
+				t.Fatalf("Append: %v, want the injected submission failure", err)
+			}
+			if l.Stats().InlineSyncs == 0 {
+				t.Fatal("no commit went inline")
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- l.Close() }()
+			select {
+			case err := <-closed:
+				if !errors.Is(err, errInjectedSubmit) {
+					t.Fatalf("Close: %v, want the sticky error", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close did not return: a mark of the failed submission was left set")
+			}
+		})
 	}
 }

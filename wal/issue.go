@@ -7,6 +7,7 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -176,12 +177,20 @@ func (l *Log) prepSync(seg *segment, p *plan) {
 	l.stats.syncs.Add(1)
 }
 
+var errInjectedSubmit = errors.New("injected submission failure")
+
 // submit sends what kickLocked decided, as one submission.
 func (l *Log) submit(p plan) {
 	if p.n == 0 {
 		return
 	}
-	if err := l.ring.SubmitBatch(p.ss[:p.n], p.dones[:p.n]); err != nil {
+	var err error
+	if p.zero[p.n-1] && l.testFail.Load()&failNextZeroSubmit != 0 && l.testFail.And(^failNextZeroSubmit)&failNextZeroSubmit != 0 {
+		err = errInjectedSubmit
+	} else {
+		err = l.ring.SubmitBatch(p.ss[:p.n], p.dones[:p.n])
+	}
+	if err != nil {
 		// Nothing went down: undo the in-flight marks and fail.
 		l.mu.Lock()
 		for i := 0; i < p.n; i++ {
