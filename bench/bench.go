@@ -1,6 +1,6 @@
 // Package bench holds what the benchmark tooling shares: the C liburing
-// reference program, embedded so that cmd/uringbench can build it wherever
-// it runs, and the median that bench/mdtable and bench/ab report.
+// reference programs, embedded so that cmd/uringbench can build them
+// wherever it runs, and the median that bench/mdtable and bench/ab report.
 package bench
 
 import (
@@ -13,6 +13,14 @@ import (
 //
 //go:embed reference/nop.c
 var NopC []byte
+
+// PeakC is the source of reference/peak.c, the C liburing loop that keeps a
+// queue depth of reads or writes in flight, submitting and reaping in
+// batches: `uringbench -engine cpeak`, the anchor the other engines' IOPS
+// are compared with.
+//
+//go:embed reference/peak.c
+var PeakC []byte
 
 // Median is the median of xs (the mean of the middle two for an even
 // count), 0 for none; xs is not modified.

@@ -2,13 +2,23 @@
 # Regenerates the benchmark tables of docs/benchmarks.md: describes the
 # machine, runs every workload RUNS times with `uringbench -json` (each run
 # has all engines one after another on the same file), and prints markdown
-# tables of the per-engine medians with the targets of issue 5 checked.
+# tables of the per-engine medians with the targets checked. Every table
+# has each row's CPU per op and, where cpeak ran (the C liburing loop at the
+# same depth, the anchor: where it is slow, the device is the limit), each
+# row's IOPS ratio to it.
 #
 #   bench/run.sh > /tmp/tables.md
 #
 # Environment: TIME (per engine, default 5s), RUNS (default 3), BENCH_DIR
 # (where the scratch file goes, default: the repository root, i.e. the file
-# system under test), SCENARIOS (default: all of them, see below).
+# system under test), SCENARIOS (default: all of them but depths, see
+# below), DEPTHS (for the depths scenario, default "1 8 32 128").
+#
+# The depths scenario runs randread and randwrite, page-cached and O_DIRECT,
+# at each depth of DEPTHS with the ring (block and callback), cpeak and fio:
+# 16 tables by default, about RUNS x 16 x 4 x TIME.
+#
+#   TIME=2s RUNS=3 SCENARIOS=depths bench/run.sh
 #
 # The features scenario measures -fixedbufs, -registerfiles and -sqpoll
 # (randread 4k O_DIRECT qd 32, ring and fio) in one table: each run goes
@@ -23,7 +33,8 @@ repo=$(pwd)
 TIME=${TIME:-5s}
 RUNS=${RUNS:-3}
 BENCH_DIR=${BENCH_DIR:-$repo}
-SCENARIOS=${SCENARIOS:-"randread-direct randread-warm nop randwrite read write randrw fsync features"}
+SCENARIOS=${SCENARIOS:-"randread-direct randread-warm randread-cached nop randwrite read write randrw fsync features"}
+DEPTHS=${DEPTHS:-"1 8 32 128"}
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -47,16 +58,19 @@ go build -o "$tmp/mdtable" ./bench/mdtable
 # scratch file is created and filled by the first run and kept for the rest.
 # Even runs take the engines in reverse order: the host's I/O budget drifts
 # over seconds, and an engine that always ran first or last would carry
-# that drift alone (mdtable keeps the first run's row order).
+# that drift alone (mdtable keeps the first run's row order). ENGINES, when
+# set, is the engine list of odd runs (default: uringbench's all).
 measure() {
 	name=$1
 	shift
 	i=1
 	while [ "$i" -le "$RUNS" ]; do
 		order=""
+		[ -z "${ENGINES:-}" ] || order="-engine $ENGINES"
 		if [ $((i % 2)) -eq 0 ]; then
-			order="-engine fio,gofile,ring"
-			case " $* " in *" nop "*) order="-engine cref,fio,gofile,ring" ;; esac
+			order="-engine cpeak,fio,gofile,ring"
+			case " $* " in *" nop "*) order="-engine cref,cpeak,fio,gofile,ring" ;; esac
+			[ -z "${ENGINES:-}" ] || order="-engine $(echo "$ENGINES" | tr , '\n' | tac | paste -sd,)"
 		fi
 		echo "running $name $i/$RUNS: uringbench -time $TIME $* $order" >&2
 		# -force: the script made up this file's name and only uringbench wrote it,
@@ -133,13 +147,36 @@ echo "- Each table: median of $RUNS runs of \`uringbench -time $TIME\`, every en
 echo
 
 for s in $SCENARIOS; do
+	ENGINES=""
 	case $s in
 	randread-direct)
 		measure "$s" -workload randread -bs 4k -qd 32 -direct
 		table "$s" "randread 4k O_DIRECT qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct\`)" \
-			-target "ring/block iops >= 0.95 fio/io_uring" -target "ring/callback iops >= 0.95 fio/io_uring" \
+			-target "ring/block iops >= 0.8 cpeak/s4c4" -target "ring/callback iops >= 0.95 fio/io_uring" \
+			-target "ring/block cpu <= 1.3 ring/callback" \
 			-target "ring/block iops >= 2.5 gofile/block" -target "ring/callback iops >= 2.5 gofile/block" \
 			-target "ring/block cpu <= 1.5 fio/io_uring" -target "ring/callback cpu <= 1.5 fio/io_uring"
+		;;
+	randread-cached)
+		ENGINES=ring,cpeak,fio
+		measure "$s" -workload randread -bs 4k -qd 32 -direct=false -cache warm -cache-fastpath=false -size 1g
+		table "$s" "randread 4k buffered through the ring, file in page cache, qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct=false -cache warm -cache-fastpath=false -size 1g -engine ring,cpeak,fio\`)" \
+			-target "ring/block iops >= 0.8 ring/callback" -target "ring/block iops >= 1.0 cpeak/s4c4"
+		;;
+	depths)
+		ENGINES=ring,cpeak,fio
+		for w in randread randwrite; do
+			for q in $DEPTHS; do
+				# cpeak's batches are capped at the depth, and its mode says so.
+				b=$((q < 4 ? q : 4))
+				measure "$s-$w-direct-$q" -workload "$w" -bs 4k -qd "$q" -direct
+				table "$s-$w-direct-$q" "$w 4k O_DIRECT qd $q (\`uringbench -workload $w -bs 4k -qd $q -direct -engine ring,cpeak,fio\`)" \
+					-target "ring/block iops >= 0.8 cpeak/s${b}c$b" -target "ring/block cpu <= 1.3 ring/callback"
+				measure "$s-$w-cached-$q" -workload "$w" -bs 4k -qd "$q" -direct=false -cache warm -cache-fastpath=false
+				table "$s-$w-cached-$q" "$w 4k buffered through the ring, page cache warm, qd $q (\`uringbench -workload $w -bs 4k -qd $q -direct=false -cache warm -cache-fastpath=false -engine ring,cpeak,fio\`)" \
+					-target "ring/block iops >= 0.8 ring/callback" -target "ring/block iops >= 1.0 cpeak/s${b}c$b"
+			done
+		done
 		;;
 	randread-warm)
 		measure "$s" -workload randread -bs 4k -qd 32 -direct=false -cache warm
@@ -159,9 +196,9 @@ for s in $SCENARIOS; do
 		echo
 		;;
 	features)
-		measure_features "$s" -workload randread -bs 4k -qd 32 -direct -engine ring,fio
-		table "$s" "io_uring features, randread 4k O_DIRECT qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct -engine ring,fio\` plus nothing, \`-fixedbufs\`, \`-registerfiles\`, \`-sqpoll\`, \`-fixedbufs -registerfiles -sqpoll -mode callback\`)"
-		echo "Rows: ring/MODE and fio/io_uring, each followed by +FEATURE where the variant turned one on; fio registers its file whenever it polls with an SQ thread, hence fio/io_uring+registerfiles+sqpoll. \"vs first\" is against ring/block without features."
+		measure_features "$s" -workload randread -bs 4k -qd 32 -direct -engine ring,fio,cpeak
+		table "$s" "io_uring features, randread 4k O_DIRECT qd 32 (\`uringbench -workload randread -bs 4k -qd 32 -direct -engine ring,fio,cpeak\` plus nothing, \`-fixedbufs\`, \`-registerfiles\`, \`-sqpoll\`, \`-fixedbufs -registerfiles -sqpoll -mode callback\`)"
+		echo "Rows: ring/MODE and fio/io_uring, each followed by +FEATURE where the variant turned one on; fio registers its file whenever it polls with an SQ thread, hence fio/io_uring+registerfiles+sqpoll. \"vs first\" is against ring/block without features, \"vs cpeak\" against cpeak without features."
 		echo
 		;;
 	randwrite | read | write | randrw | fsync)

@@ -223,6 +223,13 @@ func TestInlineStress(t *testing.T) {
 			defer wg.Done()
 			buf := make([]byte, bs)
 			for i := range perReader {
+				if i%20 == 19 {
+					// A pause now and then lets the ring go idle and the
+					// poller park, so that the next call takes the role even
+					// while the others keep the ring busy (they yield rather
+					// than park on a busy ring).
+					time.Sleep(200 * time.Microsecond)
+				}
 				b := (g*31 + i*17) % blocks
 				var s sqe.SQE
 				s.PrepRead(fd, buf, uint64(b*bs))

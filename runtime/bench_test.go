@@ -200,3 +200,50 @@ func TestAlignedBlock(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSubmitAndWaitNop32: one goroutine submits 32 NOPs and waits for
+// them, over and over: liburing's submit_and_wait(32) loop
+// (bench/reference/nop.c) in Go.
+func BenchmarkSubmitAndWaitNop32(b *testing.B) {
+	r := newRing(b, ringwake.Config{Entries: 64})
+	ss := make([]sqe.SQE, 32)
+	res := make([]int32, 32)
+	for i := range ss {
+		ss[i].PrepNop()
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(ss) {
+		if err := r.SubmitAndWait(ctx, ss, res); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportOps(b)
+}
+
+// BenchmarkDo4KDirect32: one goroutine reads 32 random 4 KiB O_DIRECT
+// blocks per Do.
+func BenchmarkDo4KDirect32(b *testing.B) {
+	uringtest.Require(b)
+	f := openDirect(b)
+	r := newRing(b, ringwake.Config{Entries: 64})
+	ops := make([]ringwake.Op, 32)
+	for i := range ops {
+		ops[i] = ringwake.Op{Fd: int(f.Fd()), Buf: alignedBlock()}
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(ops) {
+		for j := range ops {
+			ops[j].Off = rand.Int64N(benchFileSize/benchBlock) * benchBlock
+		}
+		if err := r.Do(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportOps(b)
+}

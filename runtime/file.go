@@ -43,7 +43,12 @@ type File struct {
 	rmu, wmu   sync.Mutex // Read and Write use the kernel's file position: one at a time each
 	appendMode bool       // O_APPEND: the kernel ignores WriteAt's offset, so WriteAt is refused
 
-	gs groupSync
+	gs  groupSync // Sync: fsync
+	gsd groupSync // SyncData: fdatasync
+
+	// syncErr is the first failure of either group: a failed fsync or
+	// fdatasync fails every later Sync and SyncData alike.
+	syncErr atomic.Pointer[error]
 }
 
 const fileClosing = int64(1) << 62
@@ -83,7 +88,8 @@ func (r *Ring) newFile(fd int, name string, flag int) *File {
 	// flags are the ones the File was opened with (setting O_DIRECT later
 	// with fcntl on Fd() is not supported).
 	f.fastRead.Store(r.fastReads && flag&unix.O_DIRECT == 0)
-	f.gs.init(f)
+	f.gs.init(f, 0, "sync")
+	f.gsd.init(f, sqe.FsyncDatasync, "fdatasync")
 	return f
 }
 
@@ -325,11 +331,8 @@ func (f *File) Seek(offset int64, whence int) (int64, error) {
 		return 0, err
 	}
 	defer f.decref()
-	pos, err := syscall.Seek(f.fd, offset, whence)
-	if err != nil {
-		return 0, &os.PathError{Op: "seek", Path: f.name, Err: err}
-	}
-	return pos, nil
+	// Through os.File: a directory's Seek also drops what ReadDir buffered.
+	return f.os.Seek(offset, whence)
 }
 
 // Close cancels the requests still in flight on the file, waits until none
@@ -382,15 +385,16 @@ func (f *File) Sync() error {
 	return f.gs.sync()
 }
 
-// SyncStats reports how many Sync calls the file served and how many fsyncs
-// it issued for them.
+// SyncStats reports how many Sync and SyncData calls the file served and
+// how many fsyncs and fdatasyncs it issued for them.
 func (f *File) SyncStats() (syncs, fsyncs uint64) {
-	return f.gs.calls.Load(), f.gs.fsyncs.Load()
+	return f.gs.calls.Load() + f.gsd.calls.Load(), f.gs.fsyncs.Load() + f.gsd.fsyncs.Load()
 }
 
 // groupSync is group commit: the broadcast half of the wait-queue design.
 type groupSync struct {
 	f        *File
+	op       string // the call's name in errors
 	mu       sync.Mutex
 	q        waitqueue.Queue // Syncs waiting, non-exclusive: one completion wakes all it covers
 	started  uint64          // generation of the newest fsync started
@@ -425,9 +429,9 @@ func syncWake(e *waitqueue.Entry, key uint64) int {
 
 var autoSyncWake = waitqueue.AutoRemove(syncWake)
 
-func (g *groupSync) init(f *File) {
-	g.f = f
-	g.s.PrepFsync(int32(f.fd), 0)
+func (g *groupSync) init(f *File, flags uint32, op string) {
+	g.f, g.op = f, op
+	g.s.PrepFsync(int32(f.fd), flags)
 	g.done = g.complete
 }
 
@@ -437,6 +441,9 @@ func (g *groupSync) sync() error {
 	w.entry.Func = autoSyncWake
 	w.entry.Private = w
 	g.mu.Lock()
+	if e := g.f.syncErr.Load(); g.err == nil && e != nil {
+		g.err = *e // the other group failed
+	}
 	if g.err != nil {
 		err := g.err
 		g.mu.Unlock()
@@ -464,7 +471,7 @@ func (g *groupSync) sync() error {
 func (g *groupSync) submit() {
 	g.fsyncs.Add(1)
 	if err := g.f.r.p.Submit(&g.s, g.done); err != nil {
-		g.finish(&os.PathError{Op: "sync", Path: g.f.name, Err: err})
+		g.finish(&os.PathError{Op: g.op, Path: g.f.name, Err: err})
 	}
 }
 
@@ -472,7 +479,7 @@ func (g *groupSync) submit() {
 func (g *groupSync) complete(res int32, _ uint32) {
 	var err error
 	if res < 0 {
-		err = &os.PathError{Op: "sync", Path: g.f.name, Err: syscall.Errno(-res)}
+		err = &os.PathError{Op: g.op, Path: g.f.name, Err: syscall.Errno(-res)}
 	}
 	g.finish(err)
 }
@@ -483,6 +490,7 @@ func (g *groupSync) finish(err error) {
 	g.mu.Lock()
 	if err != nil && g.err == nil {
 		g.err = err
+		g.f.syncErr.CompareAndSwap(nil, &err)
 	}
 	gen := g.started
 	next := g.again && g.err == nil

@@ -90,6 +90,12 @@ var fuzzPreps = []struct {
 		s.PrepRenameat(a.fd, pick(a, fuzzPath), a.fd2, pick(a, fuzzPath), a.d)
 	}},
 	{"PrepMkdirat", OpMkdirat, false, func(s *SQE, a *fuzzArgs) { s.PrepMkdirat(a.fd, pick(a, fuzzPath), a.c) }},
+	{"PrepSymlinkat", OpSymlinkat, false, func(s *SQE, a *fuzzArgs) {
+		s.PrepSymlinkat(pick(a, fuzzPath), a.fd, pick(a, fuzzPath))
+	}},
+	{"PrepLinkat", OpLinkat, false, func(s *SQE, a *fuzzArgs) {
+		s.PrepLinkat(a.fd, pick(a, fuzzPath), a.fd2, pick(a, fuzzPath), a.d)
+	}},
 	{"PrepFtruncate", OpFtruncate, false, func(s *SQE, a *fuzzArgs) { s.PrepFtruncate(a.fd, a.a) }},
 	{"PrepReadMultishot", OpReadMultishot, false, func(s *SQE, a *fuzzArgs) {
 		s.PrepReadMultishot(a.fd, a.c, a.a, a.idx)

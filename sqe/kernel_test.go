@@ -2,6 +2,7 @@ package sqe
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
@@ -140,6 +141,19 @@ func TestKernelAcceptsPreps(t *testing.T) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Size != 4096 {
 		t.Errorf("after FTRUNCATE: size %d, err %v; want 4096", st.Size, err)
+	}
+	// The link ops: each path pinned, each result checked on the file system.
+	hard, _ := unix.BytePtrFromString(path + ".hard")
+	soft, _ := unix.BytePtrFromString(path + ".soft")
+	pin.Pin(hard)
+	pin.Pin(soft)
+	want("LINKAT", r.do(t, func(s *SQE) { s.PrepLinkat(unix.AT_FDCWD, cpath, unix.AT_FDCWD, hard, 0) }), 0)
+	if err := unix.Stat(path+".hard", &st); err != nil || st.Nlink != 2 || st.Size != 4096 {
+		t.Errorf("after LINKAT: nlink %d, size %d, err %v; want 2, 4096", st.Nlink, st.Size, err)
+	}
+	want("SYMLINKAT", r.do(t, func(s *SQE) { s.PrepSymlinkat(cpath, unix.AT_FDCWD, soft) }), 0)
+	if target, err := os.Readlink(path + ".soft"); err != nil || target != path {
+		t.Errorf("after SYMLINKAT: target %q, err %v; want %q", target, err, path)
 	}
 	opened := r.do(t, func(s *SQE) { s.PrepOpenat(unix.AT_FDCWD, cpath, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
 	if opened < 0 {

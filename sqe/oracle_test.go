@@ -283,6 +283,18 @@ var oracleCases = map[string]oracleCase{
 			func(s *oracle.SQE) { oracle.Mkdirat(s, dfd, up(path), mode) },
 			fmt.Sprintf("mkdirat(%d, %p, %#o)", dfd, path, mode)
 	},
+	"PrepSymlinkat": func(g gen) (func(*SQE), func(*oracle.SQE), string) {
+		target, nd, link := orNil(g, oraclePath), g.i32(), orNil(g, oraclePath)
+		return func(s *SQE) { s.PrepSymlinkat(target, nd, link) },
+			func(s *oracle.SQE) { oracle.Symlinkat(s, up(target), nd, up(link)) },
+			fmt.Sprintf("symlinkat(%p, %d, %p)", target, nd, link)
+	},
+	"PrepLinkat": func(g gen) (func(*SQE), func(*oracle.SQE), string) {
+		od, op, nd, np, fl := g.i32(), orNil(g, oraclePath), g.i32(), orNil(g, oraclePath), g.u32()
+		return func(s *SQE) { s.PrepLinkat(od, op, nd, np, fl) },
+			func(s *oracle.SQE) { oracle.Linkat(s, od, up(op), nd, up(np), int32(fl)) },
+			fmt.Sprintf("linkat(%d, %p, %d, %p, %#x)", od, op, nd, np, fl)
+	},
 }
 
 // notInLiburing23 are the Preps whose liburing helpers came later; their

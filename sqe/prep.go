@@ -266,6 +266,19 @@ func (s *SQE) PrepMkdirat(dfd int32, path *byte, mode uint32) {
 	s.prepRW(OpMkdirat, dfd, ptr(path), mode, 0)
 }
 
+// PrepSymlinkat prepares symlinkat(target, newDfd, linkPath), as
+// io_uring_prep_symlinkat.
+func (s *SQE) PrepSymlinkat(target *byte, newDfd int32, linkPath *byte) {
+	s.prepRW(OpSymlinkat, newDfd, ptr(target), 0, ptr(linkPath))
+}
+
+// PrepLinkat prepares linkat(oldDfd, oldPath, newDfd, newPath, flags), as
+// io_uring_prep_linkat.
+func (s *SQE) PrepLinkat(oldDfd int32, oldPath *byte, newDfd int32, newPath *byte, flags uint32) {
+	s.prepRW(OpLinkat, oldDfd, ptr(oldPath), uint32(newDfd), ptr(newPath))
+	s.OpFlags = flags
+}
+
 // PrepFtruncate prepares ftruncate(fd, size) (Linux 6.9+), as liburing
 // 2.6's io_uring_prep_ftruncate.
 func (s *SQE) PrepFtruncate(fd int32, size uint64) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -81,7 +82,14 @@ func (l *Log) openSegment(path string, flag int) (*ringwake.File, error) {
 // ring.
 func (l *Log) createSegment(idx uint64, size int64, zero bool) (*ringwake.File, error) {
 	path := filepath.Join(l.dir, segName(idx))
-	f, err := l.openSegment(path, os.O_CREATE|os.O_TRUNC)
+	// A fresh inode, never the one a name may still point at: after a
+	// TruncateFront whose directory fsync failed, path can be a renamed old
+	// segment whose old name is the durable one, and truncating it would
+	// wipe that segment's records from under the name a crash brings back.
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("wal: create segment: %w", err)
+	}
+	f, err := l.openSegment(path, os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return nil, fmt.Errorf("wal: create segment: %w", err)
 	}

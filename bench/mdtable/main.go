@@ -1,6 +1,8 @@
 // Command mdtable turns repeated `uringbench -json` runs of one workload into
 // a markdown table of per-engine medians, for docs/benchmarks.md, and checks
-// the targets it is given. bench/run.sh drives it.
+// the targets it is given. bench/run.sh drives it. When the runs hold a
+// cpeak row (the C liburing loop at the same depth), a "vs cpeak" column
+// gives every row's IOPS divided by cpeak's in the same run, median over runs.
 //
 //	mdtable -title "randread 4k O_DIRECT qd 32" \
 //	  -target "ring/block iops >= 0.95 fio/io_uring" run1.json run2.json run3.json
@@ -41,6 +43,7 @@ type row struct {
 type series struct {
 	key                                  string
 	iops, mib, p50, p99, p999, max, cpus []float64
+	run                                  []int // the run each iops value comes from
 	lat                                  bool
 }
 
@@ -93,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func load(paths []string) ([]*series, error) {
 	var ss []*series
 	byKey := map[string]*series{}
-	for _, p := range paths {
+	for i, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil, err
@@ -111,6 +114,7 @@ func load(paths []string) ([]*series, error) {
 				ss = append(ss, s)
 			}
 			s.iops = append(s.iops, r.IOPS)
+			s.run = append(s.run, i)
 			s.mib = append(s.mib, r.MiBPerS)
 			s.cpus = append(s.cpus, r.CPUPerMop)
 			if r.Lat != nil {
@@ -130,9 +134,42 @@ func load(paths []string) ([]*series, error) {
 
 // median of xs; the mean of the middle two for an even count.
 
+// anchor is the first cpeak row (the C liburing loop at the depth), which
+// the "vs cpeak" column compares every row with; nil without one.
+func anchor(ss []*series) *series {
+	for _, s := range ss {
+		if strings.HasPrefix(s.key, "cpeak/") {
+			return s
+		}
+	}
+	return nil
+}
+
+// ratioTo is the median over runs of s's IOPS divided by a's in the same
+// run, so that the host's drift between runs cancels out; 0 when they share
+// no run.
+func ratioTo(s, a *series) float64 {
+	byRun := map[int]float64{}
+	for i, r := range a.run {
+		byRun[r] = a.iops[i]
+	}
+	var rs []float64
+	for i, r := range s.run {
+		if b := byRun[r]; b > 0 {
+			rs = append(rs, s.iops[i]/b)
+		}
+	}
+	return bench.Median(rs)
+}
+
 func writeTable(w io.Writer, ss []*series, runs int) {
-	fmt.Fprintf(w, "| engine/mode | IOPS (median of %d) | IOPS min–max | MiB/s | p50 | p99 | p99.9 | max | CPU s/Mop | vs first |\n", runs)
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	a := anchor(ss)
+	title, rule := "", ""
+	if a != nil {
+		title, rule = " vs cpeak |", "--:|"
+	}
+	fmt.Fprintf(w, "| engine/mode | IOPS (median of %d) | IOPS min–max | MiB/s | p50 | p99 | p99.9 | max | CPU s/Mop | vs first |%s\n", runs, title)
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"+rule)
 	base := bench.Median(ss[0].iops)
 	for _, s := range ss {
 		lat := "- | - | - | -"
@@ -147,8 +184,15 @@ func writeTable(w io.Writer, ss []*series, runs int) {
 		if base > 0 {
 			ratio = fmt.Sprintf("%.2fx", bench.Median(s.iops)/base)
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.0f–%.0f | %s | %s | %.3f | %s |\n", s.key, bench.Median(s.iops),
-			slices.Min(s.iops), slices.Max(s.iops), mib, lat, bench.Median(s.cpus), ratio)
+		vsC := ""
+		if a != nil {
+			vsC = " - |"
+			if r := ratioTo(s, a); r > 0 {
+				vsC = fmt.Sprintf(" %.2fx |", r)
+			}
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f–%.0f | %s | %s | %.3f | %s |%s\n", s.key, bench.Median(s.iops),
+			slices.Min(s.iops), slices.Max(s.iops), mib, lat, bench.Median(s.cpus), ratio, vsC)
 	}
 	fmt.Fprintln(w)
 }

@@ -22,15 +22,20 @@ func writeRun(t *testing.T, dir string, i int, ringIOPS, fioIOPS, ringCPU, fioCP
 		{"engine": "fio", "mode": "io_uring", "workload": "randread", "iops": fioIOPS, "mib_per_s": fioIOPS * 4096 / (1 << 20),
 			"lat_ns": map[string]int{"p50": 1, "p99": 2, "p999": 3, "max": 4}, "cpu_s_per_mop": fioCPU},
 	}
+	return writeRows(t, filepath.Join(dir, "run"+string(rune('0'+i))+".json"), rows)
+}
+
+// writeRows writes rows as one uringbench -json array to path.
+func writeRows(t *testing.T, path string, rows []map[string]any) string {
+	t.Helper()
 	b, err := json.Marshal(rows)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, "run"+string(rune('0'+i))+".json")
-	if err := os.WriteFile(p, b, 0o644); err != nil {
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return path
 }
 
 func TestTableAndTargets(t *testing.T) {
@@ -59,6 +64,34 @@ func TestTableAndTargets(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+// TestVsCpeak: the cpeak column is the median of per-run ratios, not the
+// ratio of medians, and appears only when a cpeak row does.
+func TestVsCpeak(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	for i, v := range [][2]float64{{500, 1000}, {1000, 1000}, {900, 1000}, {800, 400}} {
+		rows := []map[string]any{
+			{"engine": "ring", "mode": "block", "iops": v[0], "cpu_s_per_mop": 1.0},
+			{"engine": "cpeak", "mode": "s4c4", "iops": v[1], "cpu_s_per_mop": 2.0},
+		}
+		files = append(files, writeRows(t, filepath.Join(dir, "c"+string(rune('0'+i))+".json"), rows))
+	}
+	var out, errb bytes.Buffer
+	if code := run(files, &out, &errb); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	// Per-run ratios 0.5, 1.0, 0.9, 2.0: median 0.95. Medians 850 and 1000: 0.85.
+	for _, want := range []string{"| vs first | vs cpeak |", "| 1.000 | 1.00x | 0.95x |", "| 2.000 | 1.18x | 1.00x |"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{writeRun(t, dir, 1, 1, 1, 1, 1)}, &out, &errb); code != 0 || strings.Contains(out.String(), "cpeak") {
+		t.Errorf("exit %d; a table without cpeak rows has a cpeak column:\n%s", code, out.String())
 	}
 }
 

@@ -1,14 +1,18 @@
 #!/bin/sh
-# Builds bench/reference/nop.c (the C liburing NOP loop uringbench compares
-# ringwake with) against Debian's liburing-dev, runs it 3 times and prints
-# the median rate.
+# Builds the C liburing references uringbench compares ringwake with, against
+# Debian's liburing-dev:
+#   nop.c   the NOP loop (`uringbench -workload nop`, engine cref);
+#   peak.c  reads or writes at a queue depth, submitted and reaped in batches
+#           (`uringbench -engine cpeak`; usage in its opening comment).
 #
 #   bench/reference/run.sh [seconds per run, default 5] [queue depth, default 32]
+#       runs the NOP loop 3 times and prints the median rate;
+#   bench/reference/run.sh peak PEAK-FLAGS...
+#       runs peak.c once, such as
+#       bench/reference/run.sh peak -w randread -f FILE -b 4096 -N 65536 -q 32 -s 4 -c 4 -D -t 5
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-secs=${1:-5}
-depth=${2:-32}
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -20,7 +24,16 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 gcc -O2 -Wall -o "$tmp/nop" "$here/nop.c" -luring
+gcc -O2 -Wall -o "$tmp/peak" "$here/peak.c" -luring
 
+if [ "${1:-}" = peak ]; then
+	shift
+	"$tmp/peak" "$@"
+	exit
+fi
+
+secs=${1:-5}
+depth=${2:-32}
 for i in 1 2 3; do
 	"$tmp/nop" -t "$secs" -q "$depth"
 done | tee "$tmp/runs"

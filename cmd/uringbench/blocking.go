@@ -23,14 +23,30 @@ type measured struct {
 	allocs  uint64 // heap allocations of the whole process during the run
 }
 
-type worker struct {
-	rng  rng
-	rbuf []byte
-	wbuf []byte
+// tally is what one goroutine of a run counts, merged at the end.
+type tally struct {
 	hist *hdrhistogram.Histogram
 	ops  int64
 	smp  samples
 	err  error
+}
+
+// merge adds t to m, or returns the goroutine's error.
+func (m *measured) merge(t *tally) error {
+	if t.err != nil {
+		return t.err
+	}
+	m.ops += t.ops
+	m.hist.Merge(t.hist)
+	m.written = append(m.written, t.smp.off[:t.smp.n]...)
+	return nil
+}
+
+type worker struct {
+	tally
+	rng  rng
+	rbuf []byte
+	wbuf []byte
 }
 
 // needsWriteBuf reports whether workers need a buffer that keeps the write
@@ -101,30 +117,34 @@ func (p *plan) runBlocking(ctx context.Context, e *env, label string, bp *buffer
 		ws[i].hist = newHist()
 		dos[i] = mk(i)
 	}
+	m := p.runGoroutines(ctx, e, label, len(ws), func(i int) { ws[i].loop(p, dos[i]) })
+	for i := range ws {
+		if err := m.merge(&ws[i].tally); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// runGoroutines runs loop(0) to loop(n-1) on goroutines of their own, each
+// until the plan ends, and measures them from the first start to the last
+// return. The caller merges what the loops counted into the result.
+func (p *plan) runGoroutines(ctx context.Context, e *env, label string, n int, loop func(i int)) *measured {
 	stopBar := e.startProgress(label, p)
 	defer stopBar()
 	var wg sync.WaitGroup
 	mt := startMeter()
-	for i := range ws {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ws[i].loop(p, dos[i])
+			loop(i)
 		}()
 	}
 	p.waitEnd(ctx, e.cfg.duration, func() { wg.Wait() })
 	m := &measured{hist: newHist()}
 	mt.stop(m)
-	for i := range ws {
-		w := &ws[i]
-		if w.err != nil {
-			return nil, w.err
-		}
-		m.ops += w.ops
-		m.hist.Merge(w.hist)
-		m.written = append(m.written, w.smp.off[:w.smp.n]...)
-	}
-	return m, nil
+	return m
 }
 
 // waitEnd returns once wait has returned, having set p.stop after d (when

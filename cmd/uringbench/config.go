@@ -15,9 +15,12 @@ import (
 // Workloads, in the order -h lists them.
 var workloads = []string{"nop", "randread", "randwrite", "read", "write", "randrw", "fsync"}
 
+// Ring engine modes, in the order -mode all runs them.
+var ringModes = []string{"block", "callback", "batch"}
+
 // Engines in the order -engine all runs them; the first one present is the
 // base of the ratio column.
-var engineNames = []string{"ring", "gofile", "fio", "cref"}
+var engineNames = []string{"ring", "gofile", "fio", "cpeak", "cref"}
 
 const (
 	maxQD = 4096
@@ -60,6 +63,10 @@ type config struct {
 	cpuprof  string
 	memprof  string
 	feat     features // io_uring features for the ring and fio engines
+
+	submitBatch   int  // cpeak and fio: requests per submission
+	completeBatch int  // cpeak and fio: completions waited for once the queue is full
+	cpeakPlain    bool // cpeak: a ring without t/io_uring's setup flags
 
 	ioPerEnter    int  // ringwake.Config.IOPerEnter
 	cacheFastPath bool // !ringwake.Config.NoCacheFastPath
@@ -147,8 +154,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		direct   = fs.Bool("direct", false, "O_DIRECT with aligned buffers (default: on where the file system allows it)")
 		dur      = fs.Duration("time", 5*time.Second, "run time per engine")
 		ops      = fs.Int64("ops", 0, "stop each engine after this many ops instead of after -time")
-		mode     = fs.String("mode", "both", "ring engine mode: block (a goroutine per request, blocking calls), callback (Submit callbacks refill the queue), or both")
-		engine   = fs.String("engine", "all", "comma-separated engines to run in order: ring, gofile, fio, cref (C liburing reference, nop only), or all")
+		mode     = fs.String("mode", "both", "ring engine mode: block (a goroutine per request, blocking calls), callback (Submit callbacks refill the queue), batch (a goroutine per 32 in flight, Ring.Do batches of 32), both (block,callback), all (block,callback,batch), or a comma-separated list")
+		engine   = fs.String("engine", "all", "comma-separated engines to run in order: ring, gofile, fio, cpeak (C liburing loop at the depth, batched like fio's t/io_uring), cref (C liburing NOP reference, nop only), or all")
+		sBatch   = fs.Int("submit-batch", 4, "cpeak and fio engines: requests prepared per submission (fio iodepth_batch_submit; capped at -qd)")
+		cBatch   = fs.Int("complete-batch", 4, "cpeak and fio engines: once the queue is full, completions waited for before reaping every one that has arrived (fio iodepth_batch_complete_min, with _max = -qd; capped at -qd)")
+		plain    = fs.Bool("cpeak-plain", false, "cpeak engine: a plain ring instead of t/io_uring's COOP_TASKRUN|SINGLE_ISSUER|DEFER_TASKRUN and registered ring descriptor")
 		jsonOut  = fs.Bool("json", false, "print a JSON array, one object per engine, instead of the table")
 		seed     = fs.Uint64("seed", 1, "seed for random offsets and the data pattern")
 		keep     = fs.Bool("keep", false, "keep the file uringbench created")
@@ -199,6 +209,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		explicit: map[string]bool{},
 		feat:     features{fixedbufs: *fixed, registerfiles: *regfiles, sqpoll: *sqpoll, sqpollIdle: *sqIdle},
 
+		submitBatch:   *sBatch,
+		completeBatch: *cBatch,
+		cpeakPlain:    *plain,
+
 		ioPerEnter:    *perEnter,
 		cacheFastPath: *fastPath,
 		sharedThread:  *shared,
@@ -213,12 +227,20 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.direct = directOff
 	}
 	switch *mode {
-	case "block", "callback":
-		c.modes = []string{*mode}
 	case "both":
 		c.modes = []string{"block", "callback"}
+	case "all":
+		c.modes = ringModes
 	default:
-		return nil, usagef("unknown -mode %q (want block, callback or both)", *mode)
+		for _, m := range strings.Split(*mode, ",") {
+			m = strings.TrimSpace(m)
+			if !slices.Contains(ringModes, m) {
+				return nil, usagef("unknown -mode %q (want block, callback, batch, both, all or a list)", m)
+			}
+			if !slices.Contains(c.modes, m) {
+				c.modes = append(c.modes, m)
+			}
+		}
 	}
 	if *engine == "all" {
 		c.engines = engineNames
@@ -251,6 +273,9 @@ func (c *config) validate() error {
 	}
 	if c.ops == 0 && c.duration <= 0 {
 		return usagef("-time %v must be positive (or give -ops)", c.duration)
+	}
+	if c.submitBatch < 1 || c.completeBatch < 1 {
+		return usagef("-submit-batch %d and -complete-batch %d must be at least 1", c.submitBatch, c.completeBatch)
 	}
 	if c.cache != "cold" && c.cache != "warm" {
 		return usagef("unknown -cache %q (want cold or warm)", c.cache)

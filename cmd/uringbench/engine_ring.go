@@ -15,8 +15,8 @@ import (
 	"github.com/ringwake/ringwake/sqe"
 )
 
-// runRing measures ringwake in one of its two modes on a ring of its own.
-// mode is the row's label: "block" or "callback", then the features.
+// runRing measures ringwake in one of its modes on a ring of its own.
+// mode is the row's label: "block", "callback" or "batch", then the features.
 func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int64, error) {
 	base, _, _ := strings.Cut(mode, "+")
 	feat := e.cfg.feat
@@ -84,9 +84,12 @@ func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 		return nil, nil, err
 	}
 	var m *measured
-	if base == "callback" {
+	switch base {
+	case "callback":
 		m, err = p.runCallback(ctx, e, "ring/"+mode, rio)
-	} else {
+	case "batch":
+		m, err = p.runBatch(ctx, e, "ring/"+mode, rio)
+	default:
 		m, err = p.runBlocking(ctx, e, "ring/"+mode, rio.bp(p), rio.blockingOp)
 	}
 	if err != nil {

@@ -93,8 +93,8 @@ func (c *config) validateFeatures() error {
 	}
 	first := "-" + f.names()[0]
 	ring := slices.Contains(c.engines, "ring")
-	if !ring && !slices.Contains(c.engines, "fio") {
-		return usagef("%s applies to the ring and fio engines, and -engine %s runs neither", first, strings.Join(c.engines, ","))
+	if !ring && !slices.Contains(c.engines, "fio") && !slices.Contains(c.engines, "cpeak") {
+		return usagef("%s applies to the ring, fio and cpeak engines, and -engine %s runs none of them", first, strings.Join(c.engines, ","))
 	}
 	if c.workload == "nop" {
 		// A row labeled nop+fixedbufs would claim a measurement that did not happen.

@@ -1,24 +1,43 @@
 // Command uringbench runs a storage workload on ringwake and on the
-// alternatives (the standard library's os.File, fio's io_uring engine, and for
-// nop a C liburing program) one after another on the same file, and prints
-// the comparison: IOPS, MiB/s, latency percentiles, CPU per op.
+// alternatives (the standard library's os.File, fio's io_uring engine, and C
+// liburing programs) one after another on the same file, and prints the
+// comparison: IOPS, MiB/s, latency percentiles, CPU per op, and each row's
+// IOPS ratio to the first row and to cpeak.
 //
 //	go run ./cmd/uringbench                                  # randread 4k qd 32, every engine
 //	go run ./cmd/uringbench -workload nop -mode callback     # ringwake vs C liburing
 //	go run ./cmd/uringbench -workload randwrite -bs 16k -qd 8 -json
 //	go run ./cmd/uringbench -engine ring,fio -fixedbufs      # registered buffers, ringwake and fio
+//	go run ./cmd/uringbench -direct -engine ring,cpeak,fio -mode all
+//
+// The ring engine runs in block mode (a goroutine per in-flight request,
+// each calling ReadAt/WriteAt), callback mode (Submit callbacks refill the
+// queue) and batch mode (a goroutine per 32 in flight, each running batches
+// of 32 with Ring.Do; NOPs with Ring.SubmitAndWait).
+//
+// cpeak is the anchor: a C program on liburing (bench/reference/peak.c,
+// built with gcc at run time) keeping -qd requests in flight on the same
+// file with the same offsets, submitting -submit-batch at a time and, with
+// the queue full, waiting for -complete-batch completions and reaping all
+// that have arrived (fio's t/io_uring shape, on a ring set up as t/io_uring
+// sets it up). Where cpeak is slow the device is the limit, and no engine's
+// IOPS says anything about its own cost there. fio runs in the same batch
+// shape (iodepth_batch_submit, iodepth_batch_complete_min/max), since its
+// one-request-per-enter default is CPU-bound before the device is.
 //
 // -fixedbufs (one registered buffer per in-flight request), -registerfiles
 // (the file through the registered file table) and -sqpoll (a kernel thread
 // polls the submission queue; -sqpoll-idle, 2ms by default, is how long it
-// spins idle) apply to the ring engine, and to fio as fixedbufs=1,
+// spins idle) apply to the ring engine, to fio as fixedbufs=1,
 // registerfiles=1 and sqthread_poll=1 (with which fio registers its file
-// too); they show in the mode column, such as block+fixedbufs, and -v shows
-// the kernel's fdinfo confirming them. They are refused (exit 2) where they
-// would measure nothing or the blocking API cannot express them: -fixedbufs
-// or -registerfiles with nop, an -engine list without ring or fio, and in
-// block mode -fixedbufs with -registerfiles, or -registerfiles with fsync
-// (use -mode callback).
+// too), and to cpeak; they show in the mode column, such as
+// block+fixedbufs, and -v shows the kernel's fdinfo confirming them. They
+// are refused (exit 2) where they would measure nothing or the blocking API
+// cannot express them: -fixedbufs or -registerfiles with nop, an -engine
+// list without ring, fio or cpeak, and in block mode -fixedbufs with
+// -registerfiles, or -registerfiles with fsync (use -mode callback). Batch
+// mode skips its row under -fixedbufs and -registerfiles: Ring.Do takes
+// plain descriptors and buffers.
 //
 // Exit status: 0 on success, 1 when a run fails, 2 for bad flags (one line on
 // stderr, before any work starts).
@@ -32,6 +51,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -104,6 +124,11 @@ func (e *env) engineRuns() []engineRun {
 			runs = append(runs, engineRun{"gofile", "block", runGofile})
 		case "fio":
 			runs = append(runs, engineRun{"fio", "io_uring" + e.cfg.feat.forFio().suffix(), runFio})
+		case "cpeak":
+			if !slices.Contains(cpeakWorkloads, e.cfg.workload) && !e.cfg.explicit["engine"] {
+				continue
+			}
+			runs = append(runs, engineRun{"cpeak", e.cfg.cpeakMode(), runCpeak})
 		case "cref":
 			if e.cfg.workload != "nop" && !e.cfg.explicit["engine"] {
 				continue // a nop-only reference has nothing to say about file I/O

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -127,14 +128,23 @@ func writeJSON(w io.Writer, rs []*result) error {
 }
 
 // writeTable prints one row per engine, with each engine's IOPS ratio to the
-// first: names left-aligned, numbers right-aligned.
+// first and, when cpeak ran, to cpeak's (the C anchor): names left-aligned,
+// numbers right-aligned.
 func writeTable(w io.Writer, rs []*result) error {
-	rows := [][]string{{"engine", "mode", "IOPS", "MiB/s", "p50", "p99", "p99.9", "max", "CPU s/Mop", "vs first"}}
-	for _, r := range rs {
-		ratio := "-"
-		if rs[0].IOPS > 0 {
-			ratio = fmt.Sprintf("%.2fx", r.IOPS/rs[0].IOPS)
+	title := []string{"engine", "mode", "IOPS", "MiB/s", "p50", "p99", "p99.9", "max", "CPU s/Mop", "vs first"}
+	var anchor *result
+	if i := slices.IndexFunc(rs, func(r *result) bool { return r.Engine == "cpeak" }); i >= 0 {
+		anchor = rs[i]
+		title = append(title, "vs cpeak")
+	}
+	ratio := func(r, base *result) string {
+		if base.IOPS <= 0 {
+			return "-"
 		}
+		return fmt.Sprintf("%.2fx", r.IOPS/base.IOPS)
+	}
+	rows := [][]string{title}
+	for _, r := range rs {
 		mib := "-"
 		if r.Workload != "nop" {
 			mib = fmt.Sprintf("%.1f", r.MiBPerS)
@@ -145,7 +155,11 @@ func writeTable(w io.Writer, rs []*result) error {
 		}
 		row := []string{r.Engine, r.Mode, fmt.Sprintf("%.0f", r.IOPS), mib}
 		row = append(row, lat...)
-		rows = append(rows, append(row, fmt.Sprintf("%.3f", r.CPUPerMop), ratio))
+		row = append(row, fmt.Sprintf("%.3f", r.CPUPerMop), ratio(r, rs[0]))
+		if anchor != nil {
+			row = append(row, ratio(r, anchor))
+		}
+		rows = append(rows, row)
 	}
 	width := make([]int, len(rows[0]))
 	for _, row := range rows {

@@ -1,13 +1,3 @@
-// Package ring owns one io_uring instance: setup with flag fallback, the
-// three shared mmaps, lock-free access to the SQ and CQ rings, the raw
-// io_uring_enter(2) and the io_uring_register(2) operations the runtime needs.
-//
-// Concurrency: the submission side (GetSQE, Publish, SQSpace) belongs to one
-// goroutine at a time, serialized by the caller; the completion side
-// (CQReady, PeekBatch) likewise has a single consumer. Enter, EnterTimeout,
-// Submit, SubmitAndWait, FlushOverflow, SQPending and the flag readers touch
-// only kernel-shared words and the fd, so any goroutine may call them at any
-// time. Close must not race with anything.
 package ring
 
 import (

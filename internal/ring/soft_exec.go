@@ -22,6 +22,7 @@ var softOps = func() (t [probeOps]bool) {
 		sqe.OpTimeout, sqe.OpTimeoutRemove, sqe.OpAsyncCancel, sqe.OpLinkTimeout,
 		sqe.OpFallocate, sqe.OpOpenat, sqe.OpClose, sqe.OpStatx, sqe.OpRead,
 		sqe.OpWrite, sqe.OpFadvise, sqe.OpFtruncate,
+		sqe.OpRenameat, sqe.OpUnlinkat, sqe.OpMkdirat, sqe.OpSymlinkat, sqe.OpLinkat,
 	} {
 		t[op] = true
 	}
@@ -88,6 +89,8 @@ func (e *softEngine) prepOp(q *softReq) syscall.Errno {
 		q.fd = int(s.Fd)
 	case s.Flags&sqe.FixedFile != 0 && s.Opcode == sqe.OpClose:
 		return syscall.EBADF
+	case s.Flags&sqe.FixedFile != 0 && isPathOp(s.Opcode):
+		return syscall.EBADF // io_uring/fs.c refuses a fixed directory fd so
 	case s.Flags&sqe.FixedFile != 0:
 		return syscall.EINVAL
 	}
@@ -131,6 +134,8 @@ func (e *softEngine) prepOp(q *softReq) syscall.Errno {
 		if s.SpliceFdIn != 0 {
 			return syscall.EINVAL
 		}
+	case sqe.OpRenameat, sqe.OpUnlinkat, sqe.OpMkdirat, sqe.OpSymlinkat, sqe.OpLinkat:
+		return prepPathOp(s)
 	case sqe.OpClose:
 		if s.Off != 0 || s.Addr != 0 || s.Len != 0 || s.OpFlags != 0 || s.BufIndex != 0 ||
 			(s.SpliceFdIn != 0 && s.Fd != 0) {
@@ -240,6 +245,8 @@ func (e *softEngine) execute(q *softReq) (res int32, park int16) {
 	case sqe.OpStatx:
 		r, _, errno := unix.Syscall6(unix.SYS_STATX, uintptr(int(s.Fd)), uintptr(s.Addr), uintptr(s.OpFlags), uintptr(s.Len), uintptr(s.Off), 0)
 		return sysRes(r, errno), 0
+	case sqe.OpRenameat, sqe.OpUnlinkat, sqe.OpMkdirat, sqe.OpSymlinkat, sqe.OpLinkat:
+		return execPathOp(s), 0
 	case sqe.OpClose:
 		if s.SpliceFdIn != 0 {
 			return -int32(e.closeFixed(uint32(s.SpliceFdIn) - 1)), 0

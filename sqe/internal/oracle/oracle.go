@@ -49,6 +49,8 @@ static void w_msg_ring(void *s, int fd, unsigned n, __u64 data, unsigned flags) 
 static void w_unlinkat(void *s, int dfd, uintptr_t path, int flags) { io_uring_prep_unlinkat(SQE(s), dfd, PTR(path), flags); }
 static void w_renameat(void *s, int odfd, uintptr_t opath, int ndfd, uintptr_t npath, unsigned flags) { io_uring_prep_renameat(SQE(s), odfd, PTR(opath), ndfd, PTR(npath), flags); }
 static void w_mkdirat(void *s, int dfd, uintptr_t path, mode_t mode) { io_uring_prep_mkdirat(SQE(s), dfd, PTR(path), mode); }
+static void w_symlinkat(void *s, uintptr_t target, int ndfd, uintptr_t link) { io_uring_prep_symlinkat(SQE(s), PTR(target), ndfd, PTR(link)); }
+static void w_linkat(void *s, int odfd, uintptr_t opath, int ndfd, uintptr_t npath, int flags) { io_uring_prep_linkat(SQE(s), odfd, PTR(opath), ndfd, PTR(npath), flags); }
 
 enum {
 	OFF_opcode = offsetof(struct io_uring_sqe, opcode),
@@ -161,6 +163,12 @@ func Renameat(s *SQE, oldDfd int32, oldPath uintptr, newDfd int32, newPath uintp
 }
 func Mkdirat(s *SQE, dfd int32, path uintptr, mode uint32) {
 	C.w_mkdirat(p(s), C.int(dfd), C.uintptr_t(path), C.mode_t(mode))
+}
+func Symlinkat(s *SQE, target uintptr, newDfd int32, link uintptr) {
+	C.w_symlinkat(p(s), C.uintptr_t(target), C.int(newDfd), C.uintptr_t(link))
+}
+func Linkat(s *SQE, oldDfd int32, oldPath uintptr, newDfd int32, newPath uintptr, flags int32) {
+	C.w_linkat(p(s), C.int(oldDfd), C.uintptr_t(oldPath), C.int(newDfd), C.uintptr_t(newPath), C.int(flags))
 }
 
 // SQESize and CQESize are sizeof the header's structs.

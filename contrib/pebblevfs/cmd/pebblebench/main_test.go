@@ -1,0 +1,38 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/ringwake/ringwake/internal/uringtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestRunSmall runs the whole benchmark at a toy size: both workloads on
+// both file systems, every read value checked, and the summary table.
+func TestRunSmall(t *testing.T) {
+	uringtest.Require(t)
+	var out bytes.Buffer
+	err := run(config{
+		dir: t.TempDir() + "/bench", rounds: 2, writers: 4, perWriter: 5,
+		keys: 3000, valueSize: 100, readers: 4, reads: 400, entries: 32,
+	}, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	for _, re := range []string{
+		`(?m)^round 2 synced writes +vfs.Default +\d+ ops/s`,
+		`(?m)^round 1 random reads +ringwake +\d+ ops/s`,
+		`(?m)^\| synced writes \| \d+ \| \d+ \| \d+\.\d\dx \|`,
+		`(?m)^\| random reads \| \d+ \| \d+ \| \d+\.\d\dx \|`,
+		`(?m)^  ring: \d+ requests, \d+\.\d submitted per enter`,
+	} {
+		if !regexp.MustCompile(re).Match(out.Bytes()) {
+			t.Errorf("output lacks %s:\n%s", re, out.String())
+		}
+	}
+}

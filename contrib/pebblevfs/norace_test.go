@@ -1,0 +1,5 @@
+//go:build !race
+
+package pebblevfs_test
+
+const raceEnabled = false

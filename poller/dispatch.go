@@ -1,0 +1,166 @@
+// Delivering completions: a batch of CQEs to their slots' entries.
+//
+// Invariant: exactly once. A CQE is delivered only if its slot is in flight
+// under its generation; a request's last CQE moves the slot out of flight
+// before anyone is woken, and callback slots are freed under one lock
+// before any callback runs, so a callback that resubmits finds a slot.
+
+package poller
+
+import (
+	"fmt"
+	"syscall"
+
+	"github.com/ringwake/ringwake/internal/ring"
+	"github.com/ringwake/ringwake/waitqueue"
+)
+
+type firedCallback struct {
+	done  func(res int32, flags uint32)
+	res   int32
+	flags uint32
+	idx   uint32
+	final bool // the request's last completion: its slot is freed before callbacks run
+}
+
+// dispatch delivers a batch and reports whether it woke a parked
+// goroutine. Callback slots are freed under one lock before any callback
+// runs, so a callback that resubmits finds a slot.
+func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
+	fired := p.fired[:0]
+	var done int64 // final completions of published SQEs, for pending
+	var delivered, stale uint64
+	var freed bool
+	for i := range cqes {
+		c := &cqes[i]
+		more := c.Flags&ring.CQEFMore != 0
+		if c.UserData&internalTag != 0 {
+			if !more {
+				done++
+			}
+			continue
+		}
+		idx := uint32(c.UserData)
+		gen := uint32(c.UserData>>32) & genMask
+		if idx >= uint32(len(p.slots)) {
+			stale++
+			continue
+		}
+		s := &p.slots[idx]
+		if s.tag.Load() != uint64(gen)<<2|slotInFlight {
+			// Never delivered, and not counted against pending: no SQE of ours is behind it.
+			stale++
+			continue
+		}
+		if !more {
+			done++
+		}
+		if c.Res == -int32(syscall.ECANCELED) && !more && s.lone {
+			p.mu.Lock()
+			again := p.retryLocked(s, c.UserData)
+			p.mu.Unlock()
+			if again {
+				continue
+			}
+		}
+		if s.done != nil {
+			delivered++
+			fired = append(fired, firedCallback{s.done, c.Res, c.Flags, idx, !more})
+			if !more {
+				s.tag.Store(uint64(gen)<<2 | slotDone)
+				freed = true
+			}
+			continue
+		}
+		if !more {
+			s.tag.Store(uint64(gen)<<2 | slotDone)
+		}
+		// Counted before the wake: the woken goroutine may read Stats at once.
+		p.stats.completed.Add(1)
+		s.entry.Func(&s.entry, packKey(c.Res, c.Flags))
+		woke = true
+	}
+	if freed {
+		p.mu.Lock()
+		for i := range fired {
+			if fired[i].final {
+				p.releaseLocked(fired[i].idx)
+			}
+		}
+		p.mu.Unlock()
+	}
+	p.stats.completed.Add(delivered) // callbacks: counted before any runs
+	// pending drops only after the batch's slots are consistent again, so
+	// Close never sees zero while a callback still has to run.
+	if len(fired) > 0 {
+		if p.state.Load() == pollerLent && p.reaperGoid.Load() == 0 {
+			// Callbacks on a caller's goroutine: a Submit they make with no
+			// slot free must defer, as on the poller, not sleep (onPoller).
+			p.reaperGoid.Store(curGoid())
+		}
+		p.inCallbacks.Store(true)
+		for i := range fired {
+			p.call(fired[i].done, fired[i].res, fired[i].flags)
+			fired[i].done = nil
+		}
+		p.inCallbacks.Store(false)
+	}
+	p.pending.Add(-done)
+	p.fired = fired[:0]
+	if stale > 0 {
+		p.stats.stale.Add(stale)
+	}
+	return woke
+}
+
+// fireCallback is the wake function of a Submit request. The poller does not
+// call it through the queue: dispatch copies done out and frees the slot
+// before any callback runs.
+func fireCallback(e *waitqueue.Entry, key uint64) int {
+	s := e.Private.(*Slot)
+	res, flags := unpackKey(key)
+	s.done(res, flags)
+	return 1
+}
+
+// call runs one callback, containing its panic so one bad callback cannot
+// take the poller, and every other request, down with it.
+func (p *Poller) call(done func(int32, uint32), res int32, flags uint32) {
+	defer func() {
+		if v := recover(); v != nil {
+			if h := p.cfg.OnCallbackPanic; h != nil {
+				h(v)
+				return
+			}
+			go func() { panic(fmt.Sprintf("ringwake: panic in a Submit callback: %v", v)) }()
+		}
+	}()
+	done(res, flags)
+}
+
+// maxRetries bounds how often one request is submitted again after the
+// kernel canceled it on its own.
+const maxRetries = 8
+
+// retryLocked submits again a lone request that the kernel completed with
+// ECANCELED although no cancel was published since it was: the kernel
+// does that to work waiting for an io-wq worker when it cannot create one
+// (under a storm of signals to the process, fork-style creation fails with
+// ERESTARTNOINTR, and after three tries the waiting work is canceled) and
+// to a thread's requests when the thread exits. Such a request never ran,
+// so running it again is what the caller asked for. It reports whether the
+// request went back to the SQ; the slot stays in flight under its tag.
+func (p *Poller) retryLocked(s *Slot, ud uint64) bool {
+	if p.closing || !s.lone || s.retries >= maxRetries || s.cancelGen != p.cancelGen.Load() {
+		return false
+	}
+	s.retries++
+	q := p.getSQELocked()
+	*q = s.sqe
+	q.UserData = ud
+	p.pending.Add(1)
+	p.ring.Publish()
+	p.stats.retried.Add(1)
+	p.stats.submitted.Add(1)
+	return true
+}
