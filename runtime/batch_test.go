@@ -342,21 +342,7 @@ func TestDoStackBuffersUnderGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
-	stop := make(chan struct{})
-	var gcs sync.WaitGroup
-	gcs.Add(1)
-	go func() {
-		defer gcs.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				runtime.GC()
-				debug.FreeOSMemory()
-			}
-		}
-	}()
+	stop := gcStorm(t, func(int) { debug.FreeOSMemory() })
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	for w := range 6 {
@@ -373,8 +359,7 @@ func TestDoStackBuffersUnderGC(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	gcs.Wait()
+	stop()
 	close(errc)
 	for err := range errc {
 		t.Error(err)

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -330,29 +329,17 @@ func TestFsOpsPathsUnderGC(t *testing.T) {
 	r := newRing(t, ringwake.Config{Entries: 64, Fallback: true})
 	ctx := context.Background()
 	root := t.TempDir()
-	stop := make(chan struct{})
-	var gcWG sync.WaitGroup
-	gcWG.Add(1)
-	go func() {
-		defer gcWG.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				runtime.GC()
-				// Reuse freed memory of the paths' size class at once, so
-				// that a path the runtime let go of early is overwritten.
-				for range 1000 {
-					b := make([]byte, 64)
-					for i := range b {
-						b[i] = 'X'
-					}
-					gcSink = b
-				}
+	stop := gcStorm(t, func(int) {
+		// Reuse freed memory of the paths' size class at once, so that a
+		// path the runtime let go of early is overwritten.
+		for range 1000 {
+			b := make([]byte, 64)
+			for i := range b {
+				b[i] = 'X'
 			}
+			gcSink = b
 		}
-	}()
+	})
 	// One directory per step: a symlink made, renamed and, for even steps,
 	// removed with its directory.
 	step := func(g, i int) error {
@@ -389,8 +376,7 @@ func TestFsOpsPathsUnderGC(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	gcWG.Wait()
+	stop()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -211,4 +212,37 @@ func equalBytes(t testing.TB, what string, got, want []byte) {
 		}
 		t.Fatalf("%s: content differs at byte %d (len got %d, want %d)", what, i, len(got), len(want))
 	}
+}
+
+// gcStorm runs the GC flat out, calling after (if not nil) after each
+// cycle, until stop is called (at the latest by the test's cleanup): the
+// pressure under which a buffer or path the runtime let go of too early
+// would be freed, reused or moved while the kernel still uses it.
+func gcStorm(t testing.TB, after func(i int)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			runtime.GC()
+			if after != nil {
+				after(i)
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }

@@ -143,27 +143,11 @@ func TestStackBuffersUnderGC(t *testing.T) {
 	defer f.Close()
 	fd := int(f.Fd())
 
-	stop := make(chan struct{})
-	var gcWG sync.WaitGroup
-	gcWG.Add(1)
-	go func() {
-		defer gcWG.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			runtime.GC()
-			if i%4 == 0 {
-				debug.FreeOSMemory()
-			}
+	defer gcStorm(t, func(i int) {
+		if i%4 == 0 {
+			debug.FreeOSMemory()
 		}
-	}()
-	defer func() {
-		close(stop)
-		gcWG.Wait()
-	}()
+	})()
 
 	var wg sync.WaitGroup
 	errs := make(chan error, fileWorkers+4*pipeWorkers)

@@ -53,11 +53,18 @@ func recordCRC(lsn uint64, hdr4 []byte, payload []byte) uint32 {
 
 // putRecord frames payload as a record of type typ at dst[0:], which must have
 // room for recHdrSize+len(payload) bytes, and returns the bytes used.
+//
+// It computes recordCRC with the LSN's bytes laid in dst's header first: a
+// slice handed to crc32 escapes, and dst is already on the heap where a
+// local array would be allocated for every record.
 func putRecord(dst []byte, lsn uint64, typ byte, payload []byte) int {
 	n := len(payload)
+	binary.LittleEndian.PutUint64(dst[0:8], lsn)
+	c := crc32.Update(0, castagnoli, dst[0:8])
 	dst[4], dst[5], dst[6], dst[7] = byte(n), byte(n>>8), byte(n>>16), typ
+	c = crc32.Update(c, castagnoli, dst[4:8])
 	copy(dst[recHdrSize:], payload)
-	binary.LittleEndian.PutUint32(dst[0:4], recordCRC(lsn, dst[4:8], payload))
+	binary.LittleEndian.PutUint32(dst[0:4], crc32.Update(c, castagnoli, dst[recHdrSize:recHdrSize+n]))
 	return recHdrSize + n
 }
 

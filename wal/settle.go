@@ -16,8 +16,11 @@ import (
 // only half of them. After an fdatasync completes and its broadcast woke W
 // appenders, the pipeline starts no new I/O until W more records arrived (the
 // appender that brings the W-th submits the write and its linked fdatasync)
-// or until an IORING_OP_TIMEOUT of half the recent fdatasync latency
-// completes, whichever is first. Where the woken do not come back (an open
+// or until half the recent fdatasync latency has passed, whichever is first:
+// the first appender to arrive after that time ends the settle and commits,
+// and an IORING_OP_TIMEOUT ends it through the poller should nobody arrive.
+// W counts the appender that made the fdatasync inline (inline.go): it comes
+// back too. Where the woken do not come back (an open
 // loop), a settle times out with fewer than half of them back, and settling
 // backs off: it is skipped for 1, 2, 4, ... up to 64 fdatasyncs, so such
 // workloads pay the delay on at most one fdatasync in 64.
@@ -51,23 +54,39 @@ func (l *Log) startSettleLocked() bool {
 
 // settleArm runs once the broadcast woke woken appenders: it sets the
 // target, or ends the settle at once if there is nobody to wait for, and
-// otherwise arms the timeout through the ring.
-func (l *Log) settleArm(epoch uint64, woken int) {
+// otherwise arms the timeout through the ring. lead says an appender made
+// the fdatasync inline: it comes back too, so the target counts it. When
+// more records already wait for a commit than the fdatasync woke appenders
+// (a crowd that takes longer to come back than an fdatasync takes), waiting
+// for the woken would leave the device idle under them: the first appender
+// to arrive commits them instead. Records that arrived before the target
+// was set wait for the next arrival too: ending the settle here would leave
+// the commit to this goroutine, which is a ring completion or an appender
+// that already has its record durable.
+func (l *Log) settleArm(epoch uint64, woken int, lead bool) {
 	l.mu.Lock()
 	if !l.settling || l.settleEpoch != epoch {
 		l.mu.Unlock()
 		return
 	}
-	if woken == 0 || l.settleSeen >= woken || l.closing {
+	target := woken
+	if lead {
+		target++
+	}
+	if pending := int(l.nextLSN-1-l.durable.Load()) - l.settleSeen; woken > 0 && pending >= woken {
+		target = 1
+	}
+	if woken == 0 || l.closing {
 		l.endSettleLocked(true)
 		l.finishLocked(wakes{})
 		return
 	}
-	l.settleTarget = woken
+	l.settleTarget = target
 	d := min(max(l.syncEWMA/2, settleMin), settleMax)
 	if l.settleFor > 0 {
 		d = l.settleFor
 	}
+	l.settleDeadline = time.Now().Add(d)
 	ts := &unix.Timespec{Sec: int64(d / time.Second), Nsec: int64(d % time.Second)}
 	l.mu.Unlock()
 	var s sqe.SQE
@@ -87,11 +106,18 @@ func (l *Log) settleArm(epoch uint64, woken int) {
 
 // settleExpired is the timeout's completion. Close does not wait for it (it
 // carries no data): Ring.Close cancels it, and it then finds nothing to do.
+//
+// A timeout whose settle already ended does nothing: whoever ended it
+// kicked the pipeline, and a kick from here, on the poller, would write the
+// records that arrived since alone, leaving their fdatasync to the ring
+// rather than to the appender that commits next.
 func (l *Log) settleExpired(epoch uint64) {
 	l.mu.Lock()
-	if l.settling && l.settleEpoch == epoch {
-		l.endSettleLocked(2*l.settleSeen >= l.settleTarget)
+	if !l.settling || l.settleEpoch != epoch {
+		l.mu.Unlock()
+		return
 	}
+	l.endSettleLocked(2*l.settleSeen >= l.settleTarget)
 	l.finishLocked(wakes{})
 }
 

@@ -5,9 +5,11 @@
 // The commit path is the wait-queue design end to end. Appenders copy their
 // framed record into the current batch buffer and get an LSN. Whoever finds
 // the pipeline idle (an appender, or a completion on the ring's poller)
-// submits the next step: the batch's write linked (IOLink) to an fdatasync in
+// starts the next step: the batch's write linked (IOLink) to an fdatasync in
 // one submission, or, while an fdatasync is in flight, the write alone so that
-// the next fdatasync only has to flush. One fdatasync is in flight at a time;
+// the next fdatasync only has to flush. An appender whose ctx cannot end
+// makes the write and fdatasync of a commit it starts itself, on its own
+// thread (inline.go): through the ring an fdatasync runs on an io-wq worker. One fdatasync is in flight at a time;
 // its completion wakes every appender it covered with one broadcast on the
 // commit queue (key: the durable LSN), after which the pipeline waits briefly
 // for the appenders it woke to append again (settle.go). Appenders that find
@@ -114,6 +116,9 @@ type Options struct {
 	noOverlap bool
 	// noSettle turns the commit delay off (settle.go).
 	noSettle bool
+	// noInline keeps every commit on the ring: appenders never make the
+	// write and fdatasync themselves (inline.go; benchmarks compare both).
+	noInline bool
 	// noZeroSlices keeps the next segment's zero-fill off the commit path
 	// (benchmarks measure what the slices cost).
 	noZeroSlices bool
@@ -187,15 +192,16 @@ type Log struct {
 	hold          bool // tests: start no I/O
 
 	// The commit delay (settle.go).
-	settling      bool
-	settleEpoch   uint64
-	settleSeen    int // records appended since the settle began
-	settleTarget  int // appenders the fdatasync woke; 0 until known
-	settleSkip    int // fdatasyncs still to complete without settling
-	settleBackoff int
-	settleFor     time.Duration // tests: a fixed settle timeout
-	syncStart     time.Time
-	syncEWMA      time.Duration
+	settling       bool
+	settleEpoch    uint64
+	settleSeen     int // records appended since the settle began
+	settleTarget   int // appenders the fdatasync woke; 0 until known
+	settleSkip     int // fdatasyncs still to complete without settling
+	settleBackoff  int
+	settleFor      time.Duration // tests: a fixed settle timeout
+	settleDeadline time.Time     // when the settle's timeout is due
+	syncStart      time.Time
+	syncEWMA       time.Duration
 
 	durable atomic.Uint64 // highest LSN an fdatasync covered
 	failed  atomic.Bool   // err is set
@@ -218,7 +224,7 @@ type Log struct {
 	testFail atomic.Uint32
 
 	stats struct {
-		appends, writes, syncs, linked, spaceWaits, rolls, wakeups, settleMisses, recycled, zeroSlices, retried atomic.Uint64
+		appends, writes, syncs, linked, inline, spaceWaits, rolls, wakeups, settleMisses, recycled, zeroSlices, retried atomic.Uint64
 	}
 }
 
@@ -249,6 +255,7 @@ type Stats struct {
 	Writes      uint64 // write requests submitted
 	Syncs       uint64 // fdatasync requests submitted
 	LinkedSyncs uint64 // of Syncs, those linked to their write in one submission
+	InlineSyncs uint64 // of Syncs, those an appender made itself, on its own thread
 	SpaceWaits  uint64 // Appends that slept for buffer space
 	Rolls       uint64 // segments rolled over
 	Wakeups     uint64 // appenders woken by fdatasync completions
@@ -265,6 +272,7 @@ func (l *Log) Stats() Stats {
 		Writes:      l.stats.writes.Load(),
 		Syncs:       l.stats.syncs.Load(),
 		LinkedSyncs: l.stats.linked.Load(),
+		InlineSyncs: l.stats.inline.Load(),
 		SpaceWaits:  l.stats.spaceWaits.Load(),
 		Rolls:       l.stats.rolls.Load(),
 		Wakeups:     l.stats.wakeups.Load(),

@@ -1,0 +1,147 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestInlineCommit checks who makes a lone appender's commits: the appender
+// itself when its ctx cannot end (nearly every fdatasync: a commit that
+// waits for a segment to be ready is started by the goroutine that prepared
+// it), the ring when its ctx can
+// end or the log has noInline; and that every record is replayed either way.
+func TestInlineCommit(t *testing.T) {
+	for mode, o := range modes(small) {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir, o)
+			n := 0
+			appendN := func(ctx context.Context, count int) Stats {
+				t.Helper()
+				s0 := l.Stats()
+				for range count {
+					if _, err := l.Append(ctx, testRecord(0, n)); err != nil {
+						t.Fatal(err)
+					}
+					n++
+				}
+				s := l.Stats()
+				s.Syncs -= s0.Syncs
+				s.InlineSyncs -= s0.InlineSyncs
+				return s
+			}
+			if s := appendN(context.Background(), 100); 10*s.InlineSyncs < 9*s.Syncs {
+				t.Errorf("context.Background: %d of %d fdatasyncs inline, want at least 90%%", s.InlineSyncs, s.Syncs)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if s := appendN(ctx, 100); s.InlineSyncs != 0 || s.Syncs == 0 {
+				t.Errorf("a ctx that can end: %d of %d fdatasyncs inline, want none", s.InlineSyncs, s.Syncs)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			ro := o
+			ro.noInline = true
+			l = openT(t, dir, ro)
+			defer l.Close()
+			if s := appendN(context.Background(), 50); s.InlineSyncs != 0 || s.Syncs == 0 {
+				t.Errorf("noInline: %d of %d fdatasyncs inline, want none", s.InlineSyncs, s.Syncs)
+			}
+			recs := replayAll(t, l)
+			if len(recs) != n {
+				t.Fatalf("replayed %d records, appended %d", len(recs), n)
+			}
+			for i, r := range recs {
+				if _, k, err := checkTestRecord(r.rec); err != nil || k != i {
+					t.Fatalf("LSN %d: record %d, %v", r.lsn, k, err)
+				}
+			}
+		})
+	}
+}
+
+// TestInlineFailure: failures of inline calls take the ring's paths. A
+// failed write or fdatasync is sticky and named; a write the "kernel"
+// canceled is made again, its fdatasync counted as canceled with it, and
+// the Append succeeds.
+func TestInlineFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name, op string
+		bit      uint32
+	}{
+		{"write-EIO", "write", failNextWrite},
+		{"fdatasync-EIO", "fdatasync", failNextSync},
+		{"write-canceled", "", cancelNextWrite},
+		{"fdatasync-canceled", "", cancelNextSync},
+	} {
+		for mode, o := range modes(small) {
+			t.Run(tc.name+"/"+mode, func(t *testing.T) {
+				l := openT(t, t.TempDir(), o)
+				defer l.Close()
+				for i := range 5 {
+					if _, err := l.Append(context.Background(), testRecord(0, i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				s0 := l.Stats()
+				l.testFail.Or(tc.bit)
+				_, err := l.Append(context.Background(), testRecord(0, 5))
+				if l.Stats().InlineSyncs == s0.InlineSyncs {
+					t.Fatal("the commit did not go inline")
+				}
+				if tc.op == "" {
+					if err != nil || l.Stats().Retried != s0.Retried+1 {
+						t.Fatalf("after a canceled request: %v, %d retried", err, l.Stats().Retried-s0.Retried)
+					}
+					return
+				}
+				if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), tc.op) {
+					t.Fatalf("Append: %v, want EIO from the %s", err, tc.op)
+				}
+				if _, err := l.Append(context.Background(), testRecord(0, 6)); !errors.Is(err, syscall.EIO) {
+					t.Fatalf("Append after the failure: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// TestSubmitFailureUndo: an inline commit sends the zero-fill slice that
+// rides with it to the ring apart from the write, which the appender then
+// makes itself. When that submission fails, the log fails (stickily, the
+// error naming the submission), and the undo clears the slice's mark only:
+// Close must not wait forever for a slice that never went down, nor take
+// the inline write in flight for finished.
+func TestSubmitFailureUndo(t *testing.T) {
+	for mode, o := range modes(small) {
+		t.Run(mode, func(t *testing.T) {
+			l := openT(t, t.TempDir(), o)
+			l.testFail.Or(failNextZeroSubmit)
+			var err error
+			for i := 0; err == nil && i < 1000; i++ {
+				_, err = l.Append(context.Background(), testRecord(0, i))
+			}
+			if !errors.Is(err, errInjectedSubmit) || !strings.Contains(err.Error(), "submit") {
+				t.Fatalf("Append: %v, want the injected submission failure", err)
+			}
+			if l.Stats().InlineSyncs == 0 {
+				t.Fatal("no commit went inline")
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- l.Close() }()
+			select {
+			case err := <-closed:
+				if !errors.Is(err, errInjectedSubmit) {
+					t.Fatalf("Close: %v, want the sticky error", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close did not return: a mark of the failed submission was left set")
+			}
+		})
+	}
+}
