@@ -51,6 +51,11 @@ type fairQueue struct {
 	vnow     uint64 // virtual time: the start tag of the last admission
 	closed   bool
 	classes  []*fqClass // in registration order: ties go to the earlier one
+	// ready holds callback requests admitted (or closed) by a dispatch:
+	// they are submitted by whoever ran it, once fq.mu is released, since
+	// a submission may wait for a slot. nready mirrors len(ready).
+	ready  []*fqWaiter
+	nready atomic.Int32
 }
 
 // fqClass is one class's queue and accounts.
@@ -77,6 +82,9 @@ type fqWaiter struct {
 	// admitted and closed are written under fq.mu by the wake function
 	// and read under fq.mu, or after the wake-up on ch.
 	admitted, closed bool
+	// sub, for a callback request, is what to submit once admitted; such a
+	// waiter goes to fq.ready instead of being woken on ch.
+	sub *classSub
 }
 
 var fqWaiterPool = sync.Pool{New: func() any {
@@ -102,9 +110,28 @@ var fqWakeFunc = waitqueue.AutoRemove(func(e *waitqueue.Entry, key uint64) int {
 		w.admitted = true
 	}
 	fq.waiting--
+	if w.sub != nil {
+		fq.ready = append(fq.ready, w)
+		fq.nready.Store(int32(len(fq.ready)))
+		return 1
+	}
 	w.ch <- struct{}{}
 	return 1
 })
+
+// takeReady returns the callback requests dispatches have admitted or
+// closed, for the caller to submit or end.
+func (fq *fairQueue) takeReady() []*fqWaiter {
+	if fq.nready.Load() == 0 {
+		return nil
+	}
+	fq.mu.Lock()
+	r := fq.ready
+	fq.ready = nil
+	fq.nready.Store(0)
+	fq.mu.Unlock()
+	return r
+}
 
 func newFairQueue(capacity uint64) *fairQueue {
 	if capacity == 0 {
@@ -169,8 +196,9 @@ func (fq *fairQueue) dispatchLocked() {
 
 // arrive admits a request of cost in c at once (true) when nothing waits
 // and it fits; else it queues w, which is woken when admitted or closed,
-// possibly before arrive returns. errClosedFQ when closed.
+// possibly before arrive returns. ErrClosed once the queue is closed.
 func (fq *fairQueue) arrive(c *fqClass, w *fqWaiter) (bool, error) {
+	w.c = c
 	fq.mu.Lock()
 	defer fq.mu.Unlock()
 	if fq.closed {
@@ -184,7 +212,7 @@ func (fq *fairQueue) arrive(c *fqClass, w *fqWaiter) (bool, error) {
 	if !c.q.Active() {
 		fq.activateLocked(c)
 	}
-	w.c, w.admitted, w.closed = c, false, false
+	w.admitted, w.closed = false, false
 	c.q.AddExclusive(&w.e)
 	fq.waiting++
 	fq.dispatchLocked()
