@@ -186,6 +186,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	switch cfg.workload {
+	case "mixed", "calibrate":
+		run := e.runMixed
+		if cfg.workload == "calibrate" {
+			run = e.runCalibrate
+		}
+		if err := run(ctx, stdout); err != nil {
+			fmt.Fprintf(stderr, "uringbench: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	results, err := e.runAll(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "uringbench: %v\n", err)
