@@ -36,7 +36,7 @@ type IOCost struct {
 // docs/benchmarks.md (a 4 KiB random read 136 tokens, a 128 KiB write 392),
 // and the capacity about a 4 KiB read's time times the depth the disk serves
 // it at without much more latency: see "I/O classes" in docs/design.md.
-var DefaultIOCost = IOCost{ReadOp: 128, WriteOp: 136, ReadKiB: 2, WriteKiB: 2, Capacity: 1024}
+var DefaultIOCost = IOCost{ReadOp: 115, WriteOp: 144, ReadKiB: 1, WriteKiB: 1, Capacity: 1024}
 
 func (m IOCost) withDefaults() IOCost {
 	d := DefaultIOCost

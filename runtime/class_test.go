@@ -456,3 +456,17 @@ func ringInFlight(r *ringwake.Ring) uint64 {
 	st := r.Stats()
 	return st.Submitted - st.Completed
 }
+
+// BenchmarkNopSerialClassed is BenchmarkNopSerial in a class: what the
+// scheduler costs once classes are on.
+func BenchmarkNopSerialClassed(b *testing.B) {
+	r := newRing(b, ringwake.Config{})
+	benchNopSerial(b, r, ringwake.WithClass(context.Background(), r.NewClass("bench", 100)))
+}
+
+// BenchmarkReadAt4KCachedSerialClassed is BenchmarkReadAt4KCachedSerial in
+// a class.
+func BenchmarkReadAt4KCachedSerialClassed(b *testing.B) {
+	r := newRing(b, ringwake.Config{})
+	benchReadCached(b, r, ringwake.WithClass(context.Background(), r.NewClass("bench", 100)))
+}

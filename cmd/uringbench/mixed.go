@@ -69,7 +69,12 @@ func (e *env) mixedPhase(ctx context.Context, d time.Duration, streams []stream,
 		runs[i] = sr
 		sctx := ctx
 		if shares != nil {
-			sctx = ringwake.WithClass(ctx, r.NewClass(s.name, shares[i]))
+			cl := r.NewClass(s.name, shares[i])
+			sctx = ringwake.WithClass(ctx, cl)
+			defer func() {
+				st := cl.Stats()
+				e.verbosef("class %s: %d ops, queued %s per op on average", st.Name, st.Ops, fmtNs(int64(st.Queued)/max(int64(st.Ops), 1)))
+			}()
 		}
 		nblocks := uint64(e.tgt.size / s.bs)
 		for g := range s.qd {
