@@ -13,7 +13,11 @@ import (
 )
 
 // Workloads, in the order -h lists them.
-var workloads = []string{"nop", "randread", "randwrite", "read", "write", "randrw", "fsync", "mixed", "calibrate"}
+var workloads = []string{"nop", "randread", "randwrite", "read", "write", "randrw", "fsync"}
+
+// classWorkloads run on ringwake alone, for -time, with their own output:
+// mixed (I/O classes) and calibrate (the device's ringwake.IOCost).
+var classWorkloads = []string{"mixed", "calibrate"}
 
 // Ring engine modes, in the order -mode all runs them.
 var ringModes = []string{"block", "callback", "batch"}
@@ -156,7 +160,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	bgBS := sizeValue(128 << 10)
 	size := sizeValue(256 << 20)
 	var (
-		workload = fs.String("workload", "randread", "one of "+strings.Join(workloads, "|")+" (fsync: write -bs then fsync, per op)")
+		workload = fs.String("workload", "randread", "one of "+strings.Join(append(workloads, classWorkloads...), "|")+" (fsync: write -bs then fsync, per op; mixed: -bs reads at -qd against -bg-bs writes at -bg-qd, without and with I/O classes; calibrate: prints the device's ringwake.IOCost)")
 		qd       = fs.Int("qd", 32, "requests in flight (goroutines in block mode)")
 		file     = fs.String("file", "", "file or block device to run on (default: a temporary file in the working directory, removed afterwards unless -keep)")
 		direct   = fs.Bool("direct", false, "O_DIRECT with aligned buffers (default: on where the file system allows it)")
@@ -281,8 +285,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 
 // validate checks what can be checked without touching the file system.
 func (c *config) validate() error {
-	if !slices.Contains(workloads, c.workload) {
-		return usagef("unknown -workload %q (want one of %s)", c.workload, strings.Join(workloads, ", "))
+	if !slices.Contains(workloads, c.workload) && !slices.Contains(classWorkloads, c.workload) {
+		return usagef("unknown -workload %q (want one of %s)", c.workload, strings.Join(append(workloads, classWorkloads...), ", "))
+	}
+	if slices.Contains(classWorkloads, c.workload) && c.ops > 0 {
+		return usagef("-ops does not apply to -workload %s, which runs for -time", c.workload)
+	}
+	if c.workload == "calibrate" && c.json {
+		return usagef("-json does not apply to -workload calibrate")
 	}
 	if c.qd < 1 || c.qd > maxQD {
 		return usagef("-qd %d out of range (1 to %d)", c.qd, maxQD)

@@ -9,6 +9,8 @@
 //	go run ./cmd/uringbench -workload randwrite -bs 16k -qd 8 -json
 //	go run ./cmd/uringbench -engine ring,fio -fixedbufs      # registered buffers, ringwake and fio
 //	go run ./cmd/uringbench -direct -engine ring,cpeak,fio -mode all
+//	go run ./cmd/uringbench -workload mixed -direct -qd 4             # foreground reads vs a background writer, with and without I/O classes
+//	go run ./cmd/uringbench -workload calibrate -direct               # the device's ringwake.IOCost
 //
 // The ring engine runs in block mode (a goroutine per in-flight request,
 // each calling ReadAt/WriteAt), callback mode (Submit callbacks refill the

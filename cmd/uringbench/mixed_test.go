@@ -46,6 +46,8 @@ func TestMixedFlagsRefused(t *testing.T) {
 		{"-workload", "mixed", "-bg-qd", "0"},
 		{"-workload", "mixed", "-bg-bs", "1000"},
 		{"-workload", "mixed", "-size", "64k"},
+		{"-workload", "mixed", "-ops", "10"},
+		{"-workload", "calibrate", "-json"},
 	} {
 		if code, _, stderr := cli(t, args...); code != 2 || !strings.Contains(stderr, "uringbench:") {
 			t.Errorf("%v: exit %d (%s), want 2", args, code, stderr)
