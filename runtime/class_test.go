@@ -225,11 +225,15 @@ func TestClassCloseQueued(t *testing.T) {
 	pr, _ := rawPipe(t)
 	const n = 6
 	errs := make(chan error, n)
-	for range n {
-		go func() {
-			_, err := r.ReadAt(ctx, pr, make([]byte, 1), 0)
-			errs <- err
-		}()
+	read := func() {
+		_, err := r.ReadAt(ctx, pr, make([]byte, 1), 0)
+		errs <- err
+	}
+	// A blocking read holds the capacity; everything else queues.
+	go read()
+	waitFor(t, "one in flight", func() bool { return c.Stats().InFlight == 1 })
+	for range n - 1 {
+		go read()
 	}
 	var fired [n]atomic.Int32
 	var res [n]atomic.Int32
@@ -243,25 +247,36 @@ func TestClassCloseQueued(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "one in flight", func() bool { return c.Stats().InFlight == 1 })
 	time.Sleep(20 * time.Millisecond)
+	if st := c.Stats(); st.InFlight != 1 {
+		t.Fatalf("%+v: want one in flight", st)
+	}
 	within(t, "Close", func() {
 		if err := r.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	for range n {
-		if err := <-errs; !errors.Is(err, ringwake.ErrClosed) {
-			t.Errorf("queued read after Close: %v, want ErrClosed", err)
-		}
-	}
+	// Close returns only after every queued callback has fired: they go
+	// through the ring (a NOP each) before the ring stops.
 	for i := range n {
 		if f := fired[i].Load(); f != 1 || res[i].Load() != -int32(syscall.ECANCELED) {
 			t.Errorf("callback %d fired %d times with %d, want once with -ECANCELED", i, f, res[i].Load())
 		}
 	}
+	within(t, "queued reads", func() {
+		for range n {
+			if err := <-errs; !errors.Is(err, ringwake.ErrClosed) {
+				t.Errorf("queued read after Close: %v, want ErrClosed", err)
+			}
+		}
+	})
 	if _, err := r.ReadAt(ctx, pr, make([]byte, 1), 0); !errors.Is(err, ringwake.ErrClosed) {
 		t.Errorf("read after Close: %v", err)
+	}
+	for i := range n {
+		if f := fired[i].Load(); f != 1 {
+			t.Errorf("callback %d fired %d times", i, f)
+		}
 	}
 	late := r.NewClass("late", 1)
 	if err := r.Nop(ringwake.WithClass(context.Background(), late)); !errors.Is(err, ringwake.ErrClosed) {
@@ -309,6 +324,8 @@ func TestSubmitClass(t *testing.T) {
 		writeByte(t, pw)
 	}
 	within(t, "callbacks", wg.Wait)
+	// Close returns only after every queued callback has fired: they go
+	// through the ring (a NOP each) before the ring stops.
 	for i := range n {
 		if f := fired[i].Load(); f != 1 {
 			t.Errorf("callback %d fired %d times", i, f)
