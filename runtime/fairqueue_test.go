@@ -304,3 +304,69 @@ func TestFairQueueShares(t *testing.T) {
 	}
 	fq.close()
 }
+
+// TestFairQueueRebase: when the clock passes vrebase every tag moves back
+// by the same amount, and admissions go on in the same order and shares.
+func TestFairQueueRebase(t *testing.T) {
+	fq := newFairQueue(1)
+	classes := []*fqClass{fq.addClass(300), fq.addClass(100)}
+	fq.vnow = vrebase - 10
+	for _, c := range classes {
+		c.vtime = fq.vnow
+	}
+	// One request in flight at a time (each costs the capacity), both
+	// classes kept backlogged.
+	running := &fqWaiter{cost: 1000}
+	if now, _ := fq.arrive(classes[0], running); !now {
+		t.Fatal("first request not admitted at once")
+	}
+	var got [2]int
+	var queued []*fqWaiter
+	rebased := false
+	for range 400 {
+		for _, c := range classes {
+			for c.q.Len() < 2 {
+				w := &fqWaiter{ch: make(chan struct{}, 1), cost: 1000}
+				w.e.Func, w.e.Private = fqWakeFunc, w
+				if now, _ := fq.arrive(c, w); now {
+					t.Fatal("admitted past the capacity")
+				}
+				queued = append(queued, w)
+			}
+		}
+		fq.release(running.c, running.cost)
+		running = nil
+		still := queued[:0]
+		for _, w := range queued {
+			if len(w.ch) == 0 {
+				still = append(still, w)
+				continue
+			}
+			<-w.ch
+			if running != nil {
+				t.Fatal("two admitted with capacity for one")
+			}
+			running = w
+			if w.c == classes[0] {
+				got[0]++
+			} else {
+				got[1]++
+			}
+		}
+		queued = still
+		if running == nil {
+			t.Fatal("nothing admitted after a release")
+		}
+		if fq.vnow > vrebase {
+			t.Fatalf("clock %d past vrebase", fq.vnow)
+		}
+		rebased = rebased || fq.vnow < vrebase/2
+	}
+	if !rebased {
+		t.Fatal("the clock never moved back")
+	}
+	if got[0] < 3*got[1]-6 || got[0] > 3*got[1]+6 {
+		t.Fatalf("admissions %v, want 3:1 across the rebase", got)
+	}
+	fq.close()
+}
