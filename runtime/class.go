@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ringwake/ringwake/poller"
 	"github.com/ringwake/ringwake/sqe"
 )
 
@@ -201,16 +202,17 @@ func (sc *scheduler) release(c *Class, cost uint64) {
 	sc.flush()
 }
 
-// pdo is poller.DoTimeout, behind the scheduler's admission once a class
-// is registered.
-func (r *Ring) pdo(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer, d time.Duration) (int32, uint32, error) {
+// pdo is p.DoTimeout, behind the scheduler's admission once a class is
+// registered. The poller is the caller's choice, so that the hook does not
+// decide which of a ring's pollers serves a request.
+func (r *Ring) pdo(ctx context.Context, p *poller.Poller, s *sqe.SQE, keep unsafe.Pointer, d time.Duration) (int32, uint32, error) {
 	if sc := r.cls.sched.Load(); sc != nil {
-		return sc.do(ctx, s, keep, d)
+		return sc.do(ctx, p, s, keep, d)
 	}
-	return r.p.DoTimeout(ctx, s, keep, d)
+	return p.DoTimeout(ctx, s, keep, d)
 }
 
-func (sc *scheduler) do(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer, d time.Duration) (int32, uint32, error) {
+func (sc *scheduler) do(ctx context.Context, p *poller.Poller, s *sqe.SQE, keep unsafe.Pointer, d time.Duration) (int32, uint32, error) {
 	c := sc.classOf(ctx)
 	cost, n := sc.cost.cost(s)
 	if err := sc.fq.admit(ctx, c.fc, cost); err != nil {
@@ -218,18 +220,18 @@ func (sc *scheduler) do(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer, d 
 	}
 	c.fc.ops.Add(1)
 	c.fc.bytes.Add(n)
-	res, flags, err := sc.r.p.DoTimeout(ctx, s, keep, d)
+	res, flags, err := p.DoTimeout(ctx, s, keep, d)
 	sc.release(c, cost)
 	return res, flags, err
 }
 
-// psubmitAndWait is poller.SubmitAndWait, behind the scheduler's admission
+// psubmitAndWait is p.SubmitAndWait, behind the scheduler's admission
 // once a class is registered. A batch is admitted whole, as one request
 // of the sum of its costs.
-func (r *Ring) psubmitAndWait(ctx context.Context, ss []sqe.SQE, res []int32, keep []unsafe.Pointer) error {
+func (r *Ring) psubmitAndWait(ctx context.Context, p *poller.Poller, ss []sqe.SQE, res []int32, keep []unsafe.Pointer) error {
 	sc := r.cls.sched.Load()
 	if sc == nil {
-		return r.p.SubmitAndWait(ctx, ss, res, keep)
+		return p.SubmitAndWait(ctx, ss, res, keep)
 	}
 	c := sc.classOf(ctx)
 	var cost, n uint64
@@ -243,7 +245,7 @@ func (r *Ring) psubmitAndWait(ctx context.Context, ss []sqe.SQE, res []int32, ke
 	}
 	c.fc.ops.Add(uint64(len(ss)))
 	c.fc.bytes.Add(n)
-	err := r.p.SubmitAndWait(ctx, ss, res, keep)
+	err := p.SubmitAndWait(ctx, ss, res, keep)
 	sc.release(c, cost)
 	return err
 }

@@ -231,7 +231,7 @@ func (e *OpError) Unwrap() error { return e.Err }
 // do runs one blocking request and maps the kernel result to Go's
 // conventions. keep is the memory the kernel uses until the completion.
 func (r *Ring) do(ctx context.Context, op string, fd int, s *sqe.SQE, keep unsafe.Pointer) (int32, error) {
-	res, _, err := r.pdo(ctx, s, keep, 0)
+	res, _, err := r.pdo(ctx, r.p, s, keep, 0)
 	if err != nil {
 		return 0, &OpError{Op: op, Fd: fd, Err: err}
 	}
@@ -328,7 +328,7 @@ func (r *Ring) openat(ctx context.Context, op string, dirfd int, name string, fl
 	}
 	var s sqe.SQE
 	s.PrepOpenat(int32(dirfd), path, uint32(flag|syscall.O_CLOEXEC), perm)
-	res, _, err := r.pdo(ctx, &s, unsafe.Pointer(path), 0)
+	res, _, err := r.pdo(ctx, r.p, &s, unsafe.Pointer(path), 0)
 	if err == nil && res < 0 {
 		err = syscall.Errno(-res)
 	}
