@@ -39,7 +39,7 @@ func (r *Ring) SubmitAndWait(ctx context.Context, ss []sqe.SQE, res []int32) err
 			return unsupported(ss[i].Opcode)
 		}
 	}
-	return r.p.SubmitAndWait(ctx, ss, res, nil)
+	return r.psubmitAndWait(ctx, r.p, ss, res, nil)
 }
 
 // Op is one read or write of a batch run by Ring.Do.
@@ -166,7 +166,7 @@ func (r *Ring) runWindow(ctx context.Context, ops []Op, fd int, only string) {
 			at[k] = uint8(i)
 			k++
 		}
-		err := r.p.SubmitAndWait(ctx, ss[:k], res[:k], keep[:k])
+		err := r.psubmitAndWait(ctx, r.p, ss[:k], res[:k], keep[:k])
 		for j := range k {
 			i := int(at[j])
 			op := &ops[i]

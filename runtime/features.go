@@ -36,7 +36,7 @@ func (r *Ring) doTimeout(ctx context.Context, op string, fd int, s *sqe.SQE, kee
 			return 0, err
 		}
 	}
-	res, _, err := r.p.DoTimeout(ctx, s, keep, d)
+	res, _, err := r.pdo(ctx, r.p, s, keep, d)
 	if err != nil {
 		return 0, &OpError{Op: op, Fd: fd, Err: err}
 	}
@@ -173,7 +173,7 @@ func (r *Ring) Statx(ctx context.Context, dirfd int, path string, flags, mask ui
 	req := &statxReq{path: p}
 	var s sqe.SQE
 	s.PrepStatx(int32(dirfd), p, flags, mask, &req.stat)
-	res, _, err := r.p.Do(ctx, &s, unsafe.Pointer(req))
+	res, _, err := r.pdo(ctx, r.p, &s, unsafe.Pointer(req), 0)
 	if err == nil && res < 0 {
 		err = syscall.Errno(-res)
 	}

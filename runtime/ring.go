@@ -98,6 +98,9 @@ type Config struct {
 	// The environment variable RINGWAKE_BACKEND=fallback forces the portable
 	// engine for every ring, to run a program or test suite on it.
 	Fallback bool
+	// IOCost is the I/O scheduler's capacity model once a class is
+	// registered (NewClass); zero fields take DefaultIOCost's.
+	IOCost IOCost
 }
 
 // Backend names of the engines behind a Ring.
@@ -112,6 +115,8 @@ type Ring struct {
 	p         *poller.Poller
 	files     fileTable
 	fastReads bool // Files opened without O_DIRECT try preadv2(RWF_NOWAIT) first
+	cls       classes
+	ioCost    IOCost
 }
 
 // Stats are the poller's counters.
@@ -143,7 +148,7 @@ func New(cfg Config) (*Ring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Ring{p: p, fastReads: !cfg.NoCacheFastPath}, nil
+	return &Ring{p: p, fastReads: !cfg.NoCacheFastPath, ioCost: cfg.IOCost}, nil
 }
 
 // refused tells io_uring being unavailable (no syscall, a seccomp profile,
@@ -164,7 +169,10 @@ func (r *Ring) Backend() string {
 // every buffer, fires every outstanding callback exactly once (with
 // -ECANCELED for what was canceled), wakes every blocked caller with
 // ErrClosed, stops the poller and releases the ring. It is idempotent.
-func (r *Ring) Close() error { return r.p.Close() }
+func (r *Ring) Close() error {
+	r.closeClasses()
+	return r.p.Close()
+}
 
 // Stats returns the poller's counters.
 func (r *Ring) Stats() Stats { return r.p.Stats() }
@@ -188,6 +196,9 @@ func (r *Ring) Supports(op uint8) bool { return r.p.Ring().Supports(op) }
 func (r *Ring) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	if s != nil && !r.supported(s.Opcode) {
 		return unsupported(s.Opcode)
+	}
+	if sc := r.cls.sched.Load(); sc != nil {
+		return r.submitClass(sc, sc.def, s, done)
 	}
 	return r.p.Submit(s, done)
 }
@@ -220,7 +231,7 @@ func (e *OpError) Unwrap() error { return e.Err }
 // do runs one blocking request and maps the kernel result to Go's
 // conventions. keep is the memory the kernel uses until the completion.
 func (r *Ring) do(ctx context.Context, op string, fd int, s *sqe.SQE, keep unsafe.Pointer) (int32, error) {
-	res, _, err := r.p.Do(ctx, s, keep)
+	res, _, err := r.pdo(ctx, r.p, s, keep, 0)
 	if err != nil {
 		return 0, &OpError{Op: op, Fd: fd, Err: err}
 	}
@@ -317,7 +328,7 @@ func (r *Ring) openat(ctx context.Context, op string, dirfd int, name string, fl
 	}
 	var s sqe.SQE
 	s.PrepOpenat(int32(dirfd), path, uint32(flag|syscall.O_CLOEXEC), perm)
-	res, _, err := r.p.Do(ctx, &s, unsafe.Pointer(path))
+	res, _, err := r.pdo(ctx, r.p, &s, unsafe.Pointer(path), 0)
 	if err == nil && res < 0 {
 		err = syscall.Errno(-res)
 	}

@@ -15,6 +15,10 @@ import (
 // Workloads, in the order -h lists them.
 var workloads = []string{"nop", "randread", "randwrite", "read", "write", "randrw", "fsync"}
 
+// classWorkloads run on ringwake alone, for -time, with their own output:
+// mixed (I/O classes) and calibrate (the device's ringwake.IOCost).
+var classWorkloads = []string{"mixed", "calibrate"}
+
 // Ring engine modes, in the order -mode all runs them.
 var ringModes = []string{"block", "callback", "batch"}
 
@@ -71,6 +75,13 @@ type config struct {
 	ioPerEnter    int  // ringwake.Config.IOPerEnter
 	cacheFastPath bool // !ringwake.Config.NoCacheFastPath
 	sharedThread  bool // ringwake.Config.SharedThread
+
+	// -workload mixed: the background writer and the classes' shares;
+	// capacity is ringwake.IOCost.Capacity (0: the default).
+	bgBS               int64
+	bgQD               int
+	fgShares, bgShares uint32
+	capacity           uint64
 }
 
 // usageError is a bad command line: exit status 2, reported before any work.
@@ -146,9 +157,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	// print one line ourselves.
 	fs.SetOutput(io.Discard)
 	bs := sizeValue(4 << 10)
+	bgBS := sizeValue(128 << 10)
 	size := sizeValue(256 << 20)
 	var (
-		workload = fs.String("workload", "randread", "one of "+strings.Join(workloads, "|")+" (fsync: write -bs then fsync, per op)")
+		workload = fs.String("workload", "randread", "one of "+strings.Join(append(workloads, classWorkloads...), "|")+" (fsync: write -bs then fsync, per op; mixed: -bs reads at -qd against -bg-bs writes at -bg-qd, without and with I/O classes; calibrate: prints the device's ringwake.IOCost)")
 		qd       = fs.Int("qd", 32, "requests in flight (goroutines in block mode)")
 		file     = fs.String("file", "", "file or block device to run on (default: a temporary file in the working directory, removed afterwards unless -keep)")
 		direct   = fs.Bool("direct", false, "O_DIRECT with aligned buffers (default: on where the file system allows it)")
@@ -173,9 +185,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		sqIdle   = fs.Duration("sqpoll-idle", defaultSQPollIdle, "with -sqpoll: how long the ring's SQPOLL thread spins without work before it sleeps (ms granularity; 0 is the kernel's default, 1s, which fio uses)")
 		perEnter = fs.Int("io-per-enter", 0, "ring engine: most reads/writes per io_uring_enter (ringwake.Config.IOPerEnter; 0 is ringwake's default, 4; -1 means no cap)")
 		shared   = fs.Bool("shared-thread", false, "ring engine: the poller stays an ordinary goroutine instead of locking an OS thread (ringwake.Config.SharedThread)")
+		bgQD     = fs.Int("bg-qd", 64, "mixed: the background writer's depth (goroutines)")
+		fgShares = fs.Uint("fg-shares", 1000, "mixed: the foreground class's shares")
+		bgShares = fs.Uint("bg-shares", 50, "mixed: the background class's shares")
+		capacity = fs.Uint64("capacity", 0, "mixed: ringwake.IOCost.Capacity, the cost in flight at the device (0: ringwake's default)")
 		fastPath = fs.Bool("cache-fastpath", true, "ring engine, block mode: buffered reads try preadv2(RWF_NOWAIT) before the ring, as ringwake.File does by default; false sends every read through the ring")
 	)
 	fs.Var(&bs, "bs", "block size per request (units k/m/g)")
+	fs.Var(&bgBS, "bg-bs", "mixed: the background writer's block size")
 	fs.Var(&size, "size", "bytes of the file to run on (units k/m/g)")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
@@ -216,6 +233,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		ioPerEnter:    *perEnter,
 		cacheFastPath: *fastPath,
 		sharedThread:  *shared,
+
+		bgBS:     int64(bgBS),
+		bgQD:     *bgQD,
+		fgShares: uint32(*fgShares),
+		bgShares: uint32(*bgShares),
+		capacity: *capacity,
 	}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
 	switch {
@@ -262,8 +285,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 
 // validate checks what can be checked without touching the file system.
 func (c *config) validate() error {
-	if !slices.Contains(workloads, c.workload) {
-		return usagef("unknown -workload %q (want one of %s)", c.workload, strings.Join(workloads, ", "))
+	if !slices.Contains(workloads, c.workload) && !slices.Contains(classWorkloads, c.workload) {
+		return usagef("unknown -workload %q (want one of %s)", c.workload, strings.Join(append(workloads, classWorkloads...), ", "))
+	}
+	if slices.Contains(classWorkloads, c.workload) && c.ops > 0 {
+		return usagef("-ops does not apply to -workload %s, which runs for -time", c.workload)
+	}
+	if c.workload == "calibrate" && c.json {
+		return usagef("-json does not apply to -workload calibrate")
 	}
 	if c.qd < 1 || c.qd > maxQD {
 		return usagef("-qd %d out of range (1 to %d)", c.qd, maxQD)
@@ -302,6 +331,12 @@ func (c *config) validate() error {
 	if c.direct == directOn && c.cache == "warm" {
 		return usagef("-cache warm contradicts -direct: O_DIRECT bypasses the page cache")
 	}
+	if c.workload == "mixed" && (c.bgBS <= 0 || c.bgBS > maxBS || c.bgQD < 1 || c.bgQD > maxQD || c.bgBS%512 != 0) {
+		return usagef("mixed: -bg-bs %s and -bg-qd %d out of range", formatBytes(c.bgBS), c.bgQD)
+	}
+	if (c.workload == "mixed" || c.workload == "calibrate") && c.size < max(c.bgBS, 128<<10) {
+		return usagef("-size %s is smaller than the background writes", formatBytes(c.size))
+	}
 	if c.size < c.bs {
 		return usagef("-size %s is smaller than -bs %s", formatBytes(c.size), formatBytes(c.bs))
 	}
@@ -311,7 +346,7 @@ func (c *config) validate() error {
 // writes reports whether the workload modifies the file.
 func (c *config) writes() bool {
 	switch c.workload {
-	case "randwrite", "write", "randrw", "fsync":
+	case "randwrite", "write", "randrw", "fsync", "mixed", "calibrate":
 		return true
 	}
 	return false

@@ -9,6 +9,8 @@
 //	go run ./cmd/uringbench -workload randwrite -bs 16k -qd 8 -json
 //	go run ./cmd/uringbench -engine ring,fio -fixedbufs      # registered buffers, ringwake and fio
 //	go run ./cmd/uringbench -direct -engine ring,cpeak,fio -mode all
+//	go run ./cmd/uringbench -workload mixed -direct -qd 4             # foreground reads vs a background writer, with and without I/O classes
+//	go run ./cmd/uringbench -workload calibrate -direct               # the device's ringwake.IOCost
 //
 // The ring engine runs in block mode (a goroutine per in-flight request,
 // each calling ReadAt/WriteAt), callback mode (Submit callbacks refill the
@@ -185,6 +187,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "uringbench: %v\n", err)
 			return 1
 		}
+	}
+	switch cfg.workload {
+	case "mixed", "calibrate":
+		run := e.runMixed
+		if cfg.workload == "calibrate" {
+			run = e.runCalibrate
+		}
+		if err := run(ctx, stdout); err != nil {
+			fmt.Fprintf(stderr, "uringbench: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	results, err := e.runAll(ctx)
 	if err != nil {

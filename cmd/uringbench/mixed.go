@@ -1,0 +1,235 @@
+package main
+
+// -workload mixed: a storage engine's foreground reads against its own
+// background writes (a compaction, a flush), in three phases of -time each
+// on one ring: the foreground alone, both without I/O classes, and both
+// with classes (-fg-shares against -bg-shares). Each phase prints a row per
+// class: IOPS, MiB/s and latency percentiles.
+//
+// -workload calibrate: measures the device's service times and prints the
+// ringwake.IOCost that models it.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	ringwake "github.com/ringwake/ringwake/runtime"
+)
+
+// stream is one side of a mixed run: qd goroutines each doing blocking
+// reads or writes of bs at random offsets, in its own class (or none).
+type stream struct {
+	name  string
+	write bool
+	bs    int64
+	qd    int
+}
+
+// streamRun is what a stream measured in a phase.
+type streamRun struct {
+	ops  atomic.Int64
+	mu   sync.Mutex
+	hist *hdrhistogram.Histogram
+	err  error
+}
+
+func (sr *streamRun) fail(err error) {
+	sr.mu.Lock()
+	if sr.err == nil {
+		sr.err = err
+	}
+	sr.mu.Unlock()
+}
+
+// mixedPhase runs streams at once on a new ring for d; shares, when not
+// nil, registers a class per stream with those shares.
+func (e *env) mixedPhase(ctx context.Context, d time.Duration, streams []stream, shares []uint32) ([]*streamRun, time.Duration, error) {
+	c := e.cfg
+	r, err := ringwake.New(ringwake.Config{Entries: 256, IOPerEnter: c.ioPerEnter, SharedThread: c.sharedThread, IOCost: ringwake.IOCost{Capacity: c.capacity}})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer r.Close()
+	f, err := r.Open(e.tgt.path, e.tgt.openFlags(), 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	runs := make([]*streamRun, len(streams))
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for i, s := range streams {
+		sr := &streamRun{hist: newHist()}
+		runs[i] = sr
+		sctx := ctx
+		if shares != nil {
+			cl := r.NewClass(s.name, shares[i])
+			sctx = ringwake.WithClass(ctx, cl)
+			defer func() {
+				st := cl.Stats()
+				e.verbosef("class %s: %d ops, queued %s per op on average", st.Name, st.Ops, fmtNs(int64(st.Queued)/max(int64(st.Ops), 1)))
+			}()
+		}
+		nblocks := uint64(e.tgt.size / s.bs)
+		for g := range s.qd {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h := newHist()
+				rg := newRNG(c.seed, i*10000+g)
+				buf := alignedBuffer(int(s.bs))
+				if s.write {
+					copy(buf, e.pattern)
+				}
+				for !stop.Load() && ctx.Err() == nil {
+					off := int64(rg.below(nblocks)) * s.bs
+					t0 := now()
+					var err error
+					if s.write {
+						// Keep the file's layout: every 4 KiB names its offset.
+						for j := int64(0); j < s.bs; j += 4096 {
+							stamp(buf[j:], off+j, 0)
+						}
+						_, err = f.WriteAtContext(sctx, buf, off)
+					} else {
+						_, err = f.ReadAtContext(sctx, buf, off)
+					}
+					if err != nil {
+						if ctx.Err() == nil {
+							sr.fail(fmt.Errorf("%s: %w", s.name, err))
+						}
+						break
+					}
+					record(h, now()-t0)
+					sr.ops.Add(1)
+				}
+				sr.mu.Lock()
+				sr.hist.Merge(h)
+				sr.mu.Unlock()
+			}()
+		}
+	}
+	t0 := time.Now()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+	stop.Store(true)
+	wg.Wait()
+	elapsed := time.Since(t0)
+	for _, sr := range runs {
+		if sr.err != nil {
+			return nil, 0, sr.err
+		}
+	}
+	return runs, elapsed, ctx.Err()
+}
+
+func (e *env) streamResult(s stream, phase string, sr *streamRun, elapsed time.Duration) *result {
+	res := &result{Engine: s.name, Mode: phase, Workload: "randread", BS: s.bs, QD: s.qd, Direct: e.tgt.direct, Lat: latencyOf(sr.hist)}
+	if s.write {
+		res.Workload = "randwrite"
+	}
+	res.finish(sr.ops.Load(), elapsed, 0)
+	return res
+}
+
+// runMixed is -workload mixed.
+func (e *env) runMixed(ctx context.Context, stdout io.Writer) error {
+	c := e.cfg
+	fg := stream{name: "fg", bs: c.bs, qd: c.qd}
+	bg := stream{name: "bg", write: true, bs: c.bgBS, qd: c.bgQD}
+	phases := []struct {
+		name    string
+		streams []stream
+		shares  []uint32
+	}{
+		{"alone", []stream{fg}, nil},
+		{"no-classes", []stream{fg, bg}, nil},
+		{"classes", []stream{fg, bg}, []uint32{c.fgShares, c.bgShares}},
+	}
+	var rows []*result
+	for _, ph := range phases {
+		e.verbosef("mixed: phase %s", ph.name)
+		runs, elapsed, err := e.mixedPhase(ctx, c.duration, ph.streams, ph.shares)
+		if err != nil {
+			return fmt.Errorf("mixed, phase %s: %w", ph.name, err)
+		}
+		for i, s := range ph.streams {
+			rows = append(rows, e.streamResult(s, ph.name, runs[i], elapsed))
+		}
+	}
+	if c.json {
+		return writeJSON(stdout, rows)
+	}
+	fmt.Fprintf(stdout, "# mixed: fg %s random reads at qd %d, bg %s random writes at qd %d, %s each phase; classes: fg %d shares, bg %d\n",
+		formatBytes(fg.bs), fg.qd, formatBytes(bg.bs), bg.qd, c.duration, c.fgShares, c.bgShares)
+	if err := writeTable(stdout, rows); err != nil {
+		return err
+	}
+	row := func(engine, mode string) *result {
+		i := slices.IndexFunc(rows, func(r *result) bool { return r.Engine == engine && r.Mode == mode })
+		return rows[i]
+	}
+	alone, fgNo, fgCl := row("fg", "alone"), row("fg", "no-classes"), row("fg", "classes")
+	bgNo, bgCl := row("bg", "no-classes"), row("bg", "classes")
+	_, err := fmt.Fprintf(stdout, "fg p99: alone %s, no classes %s (%.2fx alone), classes %s (%.2fx alone); bg MiB/s with classes %.2fx without\n",
+		fmtNs(alone.Lat.P99), fmtNs(fgNo.Lat.P99), float64(fgNo.Lat.P99)/float64(alone.Lat.P99),
+		fmtNs(fgCl.Lat.P99), float64(fgCl.Lat.P99)/float64(alone.Lat.P99), bgCl.MiBPerS/bgNo.MiBPerS)
+	return err
+}
+
+// runCalibrate is -workload calibrate: service times of lone requests give
+// the per-op and per-KiB tokens (a token is a microsecond of device time),
+// and the read depth beyond which IOPS stops growing by a tenth gives the
+// capacity.
+func (e *env) runCalibrate(ctx context.Context, stdout io.Writer) error {
+	d := max(e.cfg.duration/8, 50*time.Millisecond)
+	lat := func(write bool, bs int64, qd int) (p50 float64, iops float64, err error) {
+		s := stream{name: "cal", write: write, bs: bs, qd: qd}
+		runs, elapsed, err := e.mixedPhase(ctx, d, []stream{s}, nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		return float64(runs[0].hist.ValueAtQuantile(50)) / 1e3, float64(runs[0].ops.Load()) / elapsed.Seconds(), nil
+	}
+	var t [4]float64 // read 4k, read 128k, write 4k, write 128k: µs
+	for i, w := range []bool{false, true} {
+		for j, bs := range []int64{4 << 10, 128 << 10} {
+			v, _, err := lat(w, bs, 1)
+			if err != nil {
+				return err
+			}
+			t[i*2+j] = v
+		}
+	}
+	perKiB := func(small, large float64) float64 { return max((large-small)/124, 0) }
+	rk, wk := perKiB(t[0], t[1]), perKiB(t[2], t[3])
+	m := ringwake.IOCost{
+		ReadOp: uint32(max(t[0]-4*rk, 1)), WriteOp: uint32(max(t[2]-4*wk, 1)),
+		ReadKiB: uint32(max(rk+0.5, 1)), WriteKiB: uint32(max(wk+0.5, 1)),
+	}
+	fmt.Fprintf(stdout, "# lone requests, p50: read 4k %.0fµs, read 128k %.0fµs, write 4k %.0fµs, write 128k %.0fµs\n", t[0], t[1], t[2], t[3])
+	best, depth := 0.0, 1
+	for qd := 1; qd <= 64; qd *= 2 {
+		_, iops, err := lat(false, 4<<10, qd)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "# 4k reads at depth %d: %.0f IOPS\n", qd, iops)
+		if iops > best*1.1 {
+			depth = qd
+		}
+		best = max(best, iops)
+	}
+	m.Capacity = uint64(depth) * uint64(m.ReadOp+4*m.ReadKiB)
+	_, err := fmt.Fprintf(stdout, "ringwake.IOCost{ReadOp: %d, WriteOp: %d, ReadKiB: %d, WriteKiB: %d, Capacity: %d}\n",
+		m.ReadOp, m.WriteOp, m.ReadKiB, m.WriteKiB, m.Capacity)
+	return err
+}
