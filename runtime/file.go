@@ -462,10 +462,35 @@ func (g *groupSync) sync() error {
 	g.q.Add(&w.entry)
 	g.mu.Unlock()
 	if start {
-		g.submit()
+		g.inline()
 	}
 	<-w.ch
 	return w.err
+}
+
+// inline makes the fsync that starts a burst on the calling goroutine, as
+// os.File.Sync does: fsync is never asynchronous in the kernel, so through
+// the ring it waits for an io-wq thread, and its completion for the poller
+// and a wake-up back, where a direct call only blocks this thread. The
+// fsyncs that follow while Syncs keep arriving go through the ring from
+// finish, so this caller does not make them.
+func (g *groupSync) inline() {
+	g.fsyncs.Add(1)
+	var err error
+	for {
+		if g.s.OpFlags&sqe.FsyncDatasync != 0 {
+			err = unix.Fdatasync(g.f.fd)
+		} else {
+			err = unix.Fsync(g.f.fd)
+		}
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		err = &os.PathError{Op: g.op, Path: g.f.name, Err: err}
+	}
+	g.finish(err)
 }
 
 func (g *groupSync) submit() {

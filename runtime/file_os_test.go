@@ -575,3 +575,41 @@ func TestFileMethodTable(t *testing.T) {
 		}
 	}
 }
+
+// A Sync that finds no fsync in flight makes it on its own goroutine, not
+// through the ring (no io-wq hand-off, no poller hop); Syncs that arrive
+// while it runs still share the next one.
+func TestSyncStartsInline(t *testing.T) {
+	r := newRing(t, ringwake.Config{})
+	f, err := r.Open(filepath.Join(t.TempDir(), "f"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, sync := range []func() error{f.Sync, f.SyncData} {
+		if _, err := f.WriteAt([]byte("data"), 0); err != nil {
+			t.Fatal(err)
+		}
+		before := r.Stats().Submitted
+		if err := sync(); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Stats().Submitted - before; got != 0 {
+			t.Fatalf("a lone Sync submitted %d requests to the ring, want 0", got)
+		}
+	}
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.Sync(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if syncs, fsyncs := f.SyncStats(); fsyncs >= syncs {
+		t.Fatalf("%d fsyncs for %d Syncs: none shared", fsyncs, syncs)
+	}
+}
