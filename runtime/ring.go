@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"syscall"
 	"time"
@@ -98,6 +99,23 @@ type Config struct {
 	// The environment variable RINGWAKE_BACKEND=fallback forces the portable
 	// engine for every ring, to run a program or test suite on it.
 	Fallback bool
+	// MaxWorkers caps the kernel's io-wq worker threads of each shard:
+	// [0] bounded (regular files, block devices), [1] unbounded; 0 keeps the
+	// kernel's default (IORING_REGISTER_IOWQ_MAX_WORKERS, 5.15).
+	//
+	// The kernel punts to an io-wq worker every request it cannot finish
+	// without blocking, e.g. a read while the device's queue is full, and
+	// by default starts up to 4 per CPU (bounded) and RLIMIT_NPROC
+	// (unbounded) of them: each an OS thread of the process. A cap keeps
+	// the thread count down where many requests are in flight; the
+	// requests beyond it wait in the kernel's queue instead. io-wq pools
+	// belong to the OS threads that submit (the poller's, and callers
+	// reaping inline); the kernel applies the caps to every thread that
+	// has submitted to the ring and to each thread whose first io_uring
+	// submission comes later, so a thread that had already submitted to
+	// another ring keeps that ring's limits. The fallback engine ignores
+	// MaxWorkers: its pool of goroutines is bounded by Entries already.
+	MaxWorkers [2]uint32
 }
 
 // Backend names of the engines behind a Ring.
@@ -143,7 +161,30 @@ func New(cfg Config) (*Ring, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := setMaxWorkers(p, cfg.MaxWorkers); err != nil {
+		p.Close()
+		return nil, err
+	}
 	return &Ring{p: p, fastReads: !cfg.NoCacheFastPath}, nil
+}
+
+// setMaxWorkers applies Config.MaxWorkers to one shard's ring.
+func setMaxWorkers(p *poller.Poller, limits [2]uint32) error {
+	if limits == ([2]uint32{}) {
+		return nil
+	}
+	for _, l := range limits {
+		if l > math.MaxInt32 {
+			return fmt.Errorf("ringwake: Config.MaxWorkers %v: a limit above %d: %w", limits, math.MaxInt32, syscall.EINVAL)
+		}
+	}
+	if _, err := p.Ring().SetIOWQMaxWorkers(limits); err != nil {
+		if errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("%w (Config.MaxWorkers needs IORING_REGISTER_IOWQ_MAX_WORKERS, Linux 5.15): %w", ErrUnsupported, err)
+		}
+		return err
+	}
+	return nil
 }
 
 // refused tells io_uring being unavailable (no syscall, a seccomp profile,
@@ -151,6 +192,9 @@ func New(cfg Config) (*Ring, error) {
 func refused(err error) bool {
 	return errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES)
 }
+
+// shardList is every shard's poller.
+func (r *Ring) shardList() []*poller.Poller { return []*poller.Poller{r.p} }
 
 // Backend says which engine runs the ring: BackendIOUring or BackendFallback.
 func (r *Ring) Backend() string {
