@@ -98,6 +98,9 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 			// slot free must defer, as on the poller, not sleep (onPoller).
 			p.reaperGoid.Store(curGoid())
 		}
+		if f := p.cfg.OnCallbacks; f != nil {
+			f()
+		}
 		p.inCallbacks.Store(true)
 		for i := range fired {
 			p.call(fired[i].done, fired[i].res, fired[i].flags)

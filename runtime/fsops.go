@@ -43,7 +43,7 @@ func (r *Ring) doPath(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	res, _, err := r.p.Do(ctx, s, keep)
+	res, _, err := r.pick().Do(ctx, s, keep)
 	if err == nil && res < 0 {
 		err = syscall.Errno(-res)
 	}
