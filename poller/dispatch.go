@@ -99,7 +99,7 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 			p.reaperGoid.Store(curGoid())
 		}
 		if f := p.cfg.OnCallbacks; f != nil {
-			f()
+			f(true)
 		}
 		p.inCallbacks.Store(true)
 		for i := range fired {
@@ -107,6 +107,9 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 			fired[i].done = nil
 		}
 		p.inCallbacks.Store(false)
+		if f := p.cfg.OnCallbacks; f != nil {
+			f(false)
+		}
 	}
 	p.pending.Add(-done)
 	p.fired = fired[:0]

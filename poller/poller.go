@@ -72,10 +72,11 @@ type Config struct {
 	// instead of sleeping, as on its own poller, since a reaper that slept
 	// on another shard could wait on one whose reaper waits on it.
 	Group *Group
-	// OnCallbacks, if set, runs on the reaping goroutine before each batch
-	// of callbacks: a sharded ring marks the P it runs on as this shard's,
-	// so what the callbacks submit stays on it.
-	OnCallbacks func()
+	// OnCallbacks, if set, runs on the reaping goroutine before (with true)
+	// and after (false) each batch of callbacks: a sharded ring marks the P
+	// it runs on as this shard's meanwhile, so what the callbacks submit
+	// stays on it.
+	OnCallbacks func(running bool)
 }
 
 // Group is the set of pollers behind one sharded ring (Config.Group).

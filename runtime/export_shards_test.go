@@ -13,3 +13,13 @@ func IOWQLimits(r *Ring) ([][2]uint32, error) {
 	}
 	return out, nil
 }
+
+// Routing modes for the benchmarks that compare them.
+const (
+	RouteHint       = int(routeHint)
+	RouteRoundRobin = int(routeRoundRobin)
+	RouteRandom     = int(routeRandom)
+)
+
+// SetRouting sets how r picks a shard; call it before any request.
+func SetRouting(r *Ring, mode int) { r.route = routing(mode) }

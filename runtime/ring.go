@@ -108,9 +108,9 @@ type Config struct {
 	// One poller carries a few million completions a second on one P; more
 	// shards let completions be reaped on several Ps at once. Each shard has
 	// Entries slots (Capacity is their sum) and the Config's other settings.
-	// A request goes to the shard whose poller last ran callbacks on the
-	// calling goroutine's P (see pickShard), so a callback's Submit stays on
-	// its shard; a SubmitBatch, a SubmitAndWait and a Do go to one shard
+	// Each P deals its requests to the shards in turn, with no counter
+	// that every submitter writes, and a callback's Submit goes to its own
+	// shard (see shard.go); a SubmitBatch, a SubmitAndWait and a Do go to one shard
 	// whole, so a linked chain never straddles two, and a File's Syncs all go
 	// to the shard chosen when it was opened, so they still share fsyncs.
 	// Registered buffers and files are registered on every shard under the
