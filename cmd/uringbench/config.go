@@ -68,9 +68,11 @@ type config struct {
 	completeBatch int  // cpeak and fio: completions waited for once the queue is full
 	cpeakPlain    bool // cpeak: a ring without t/io_uring's setup flags
 
-	ioPerEnter    int  // ringwake.Config.IOPerEnter
-	cacheFastPath bool // !ringwake.Config.NoCacheFastPath
-	sharedThread  bool // ringwake.Config.SharedThread
+	ioPerEnter    int       // ringwake.Config.IOPerEnter
+	cacheFastPath bool      // !ringwake.Config.NoCacheFastPath
+	sharedThread  bool      // ringwake.Config.SharedThread
+	shards        int       // ringwake.Config.Shards
+	maxWorkers    [2]uint32 // ringwake.Config.MaxWorkers
 }
 
 // usageError is a bad command line: exit status 2, reported before any work.
@@ -173,6 +175,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		sqIdle   = fs.Duration("sqpoll-idle", defaultSQPollIdle, "with -sqpoll: how long the ring's SQPOLL thread spins without work before it sleeps (ms granularity; 0 is the kernel's default, 1s, which fio uses)")
 		perEnter = fs.Int("io-per-enter", 0, "ring engine: most reads/writes per io_uring_enter (ringwake.Config.IOPerEnter; 0 is ringwake's default, 4; -1 means no cap)")
 		shared   = fs.Bool("shared-thread", false, "ring engine: the poller stays an ordinary goroutine instead of locking an OS thread (ringwake.Config.SharedThread)")
+		shards   = fs.Int("shards", 1, "ring engine: kernel rings, each with its own poller, the Ring spreads its requests over (ringwake.Config.Shards)")
+		maxWork  = fs.Int("max-workers", 0, "ring engine: cap on each shard's io-wq worker threads, bounded and unbounded alike (ringwake.Config.MaxWorkers; 0 keeps the kernel's default)")
 		fastPath = fs.Bool("cache-fastpath", true, "ring engine, block mode: buffered reads try preadv2(RWF_NOWAIT) before the ring, as ringwake.File does by default; false sends every read through the ring")
 	)
 	fs.Var(&bs, "bs", "block size per request (units k/m/g)")
@@ -216,6 +220,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		ioPerEnter:    *perEnter,
 		cacheFastPath: *fastPath,
 		sharedThread:  *shared,
+		shards:        *shards,
+		maxWorkers:    [2]uint32{uint32(max(*maxWork, 0)), uint32(max(*maxWork, 0))},
+	}
+	if *shards < 1 || *shards > 1024 {
+		return nil, usagef("-shards %d: want 1..1024", *shards)
+	}
+	if *maxWork < 0 || *maxWork > 1<<20 {
+		return nil, usagef("-max-workers %d: want 0..%d", *maxWork, 1<<20)
 	}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
 	switch {
