@@ -23,7 +23,9 @@ var ringModes = []string{"block", "callback", "batch"}
 var engineNames = []string{"ring", "gofile", "fio", "cpeak", "cref"}
 
 const (
-	maxQD = 4096
+	// maxQD allows the many-goroutine runs (10,000 blocking readers) and
+	// keeps a callback slot's index within 16 bits.
+	maxQD = 16384
 	// maxBS keeps one request well within the SQE's 32-bit length.
 	maxBS = 16 << 20
 	// maxBuffers bounds a run's buffers: a read and a write buffer per slot.
