@@ -17,15 +17,23 @@ import (
 )
 
 // onPoller reports whether the caller is a callback running on the poller
-// goroutine or on an inline reaper. Only the reaper frees slots, so it must
-// never sleep for one. Asked only when no slot is free: the goroutine id
-// costs about a microsecond.
+// goroutine or on an inline reaper, of this poller or of another shard of
+// its Group. Only the reaper frees slots, so it must never sleep for one.
+// Asked only when no slot is free: the goroutine id costs about a
+// microsecond.
 func (p *Poller) onPoller() bool {
+	if p.cfg.Group != nil {
+		return p.cfg.Group.reaping(curGoid())
+	}
 	if !p.inCallbacks.Load() {
 		return false
 	}
-	g := curGoid()
-	return g == p.pollerGoid.Load() || g == p.reaperGoid.Load()
+	return p.reaping(curGoid())
+}
+
+// reaping reports whether goroutine g runs this poller's callbacks now.
+func (p *Poller) reaping(g uint64) bool {
+	return p.inCallbacks.Load() && (g == p.pollerGoid.Load() || g == p.reaperGoid.Load())
 }
 
 // curGoid is the calling goroutine's id, from the header runtime.Stack prints.

@@ -98,12 +98,18 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 			// slot free must defer, as on the poller, not sleep (onPoller).
 			p.reaperGoid.Store(curGoid())
 		}
+		if f := p.cfg.OnCallbacks; f != nil {
+			f(true)
+		}
 		p.inCallbacks.Store(true)
 		for i := range fired {
 			p.call(fired[i].done, fired[i].res, fired[i].flags)
 			fired[i].done = nil
 		}
 		p.inCallbacks.Store(false)
+		if f := p.cfg.OnCallbacks; f != nil {
+			f(false)
+		}
 	}
 	p.pending.Add(-done)
 	p.fired = fired[:0]

@@ -66,6 +66,41 @@ type Config struct {
 	// on a new goroutine, which crashes the program as an unrecovered panic
 	// would, so a bug is never silent.
 	OnCallbackPanic func(v any)
+
+	// Group joins the poller to the other shards of one ring: a callback
+	// of any of them that submits to this one with no slot free defers
+	// instead of sleeping, as on its own poller, since a reaper that slept
+	// on another shard could wait on one whose reaper waits on it.
+	Group *Group
+	// OnCallbacks, if set, runs on the reaping goroutine before (with true)
+	// and after (false) each batch of callbacks: a sharded ring marks the P
+	// it runs on as this shard's meanwhile, so what the callbacks submit
+	// stays on it.
+	OnCallbacks func(running bool)
+}
+
+// Group is the set of pollers behind one sharded ring (Config.Group).
+type Group struct {
+	mu sync.Mutex
+	ps []*Poller
+}
+
+func (g *Group) add(p *Poller) {
+	g.mu.Lock()
+	g.ps = append(g.ps, p)
+	g.mu.Unlock()
+}
+
+// reaping reports whether goroutine gid runs callbacks of a poller of g.
+func (g *Group) reaping(gid uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, p := range g.ps {
+		if p.reaping(gid) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stats counts what the poller has seen since it started.
@@ -239,6 +274,9 @@ func New(cfg Config) (*Poller, error) {
 		s.ch = make(chan struct{}, 1)
 		s.entry.Private = s
 		p.free = append(p.free, uint32(i))
+	}
+	if cfg.Group != nil {
+		cfg.Group.add(p)
 	}
 	go p.loop()
 	return p, nil

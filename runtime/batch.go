@@ -39,7 +39,7 @@ func (r *Ring) SubmitAndWait(ctx context.Context, ss []sqe.SQE, res []int32) err
 			return unsupported(ss[i].Opcode)
 		}
 	}
-	return r.psubmitAndWait(ctx, r.p, ss, res, nil)
+	return r.psubmitAndWait(ctx, r.pick(), ss, res, nil)
 }
 
 // Op is one read or write of a batch run by Ring.Do.
@@ -146,6 +146,7 @@ func (r *Ring) runWindow(ctx context.Context, ops []Op, fd int, only string) {
 			live |= 1 << i
 		}
 	}
+	shard := r.pick() // every round of one Do on one shard: its window stays whole
 	for live != 0 {
 		k := 0
 		for m := live; m != 0; m &= m - 1 {
@@ -166,7 +167,7 @@ func (r *Ring) runWindow(ctx context.Context, ops []Op, fd int, only string) {
 			at[k] = uint8(i)
 			k++
 		}
-		err := r.psubmitAndWait(ctx, r.p, ss[:k], res[:k], keep[:k])
+		err := r.psubmitAndWait(ctx, shard, ss[:k], res[:k], keep[:k])
 		for j := range k {
 			i := int(at[j])
 			op := &ops[i]

@@ -70,8 +70,11 @@ func BenchmarkNopCallbackQD32(b *testing.B) {
 
 // BenchmarkNopBlocking256: 256 goroutines each doing blocking Nops.
 func BenchmarkNopBlocking256(b *testing.B) {
+	nopBlocking256(b, newRing(b, ringwake.Config{Entries: 256}))
+}
+
+func nopBlocking256(b *testing.B, r *ringwake.Ring) {
 	b.ReportAllocs()
-	r := newRing(b, ringwake.Config{Entries: 256})
 	b.SetParallelism(max(1, 256/runtime.GOMAXPROCS(0)))
 	ctx := context.Background()
 	b.ResetTimer()

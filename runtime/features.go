@@ -36,7 +36,7 @@ func (r *Ring) doTimeout(ctx context.Context, op string, fd int, s *sqe.SQE, kee
 			return 0, err
 		}
 	}
-	res, _, err := r.pdo(ctx, r.p, s, keep, d)
+	res, _, err := r.pdo(ctx, r.pick(), s, keep, d)
 	if err != nil {
 		return 0, &OpError{Op: op, Fd: fd, Err: err}
 	}
@@ -173,7 +173,7 @@ func (r *Ring) Statx(ctx context.Context, dirfd int, path string, flags, mask ui
 	req := &statxReq{path: p}
 	var s sqe.SQE
 	s.PrepStatx(int32(dirfd), p, flags, mask, &req.stat)
-	res, _, err := r.pdo(ctx, r.p, &s, unsafe.Pointer(req), 0)
+	res, _, err := r.pdo(ctx, r.pick(), &s, unsafe.Pointer(req), 0)
 	if err == nil && res < 0 {
 		err = syscall.Errno(-res)
 	}
@@ -235,8 +235,15 @@ func (r *Ring) RegisterBuffers(count, size int) (*FixedBuffers, error) {
 		fb.bufs[i] = AlignedBuffer(size, 4096)
 		fb.free <- i
 	}
-	if err := r.p.Ring().RegisterBuffers(fb.bufs); err != nil {
-		return nil, err
+	// Every shard gets the set under the same indexes, so a fixed read or
+	// write goes to whichever shard its caller picks.
+	for i, p := range r.shardList() {
+		if err := p.Ring().RegisterBuffers(fb.bufs); err != nil {
+			for _, q := range r.shardList()[:i] {
+				q.Ring().UnregisterBuffers()
+			}
+			return nil, err
+		}
 	}
 	return fb, nil
 }
@@ -260,8 +267,15 @@ func (fb *FixedBuffers) Get(ctx context.Context) (int, []byte, error) {
 // Put returns buffer i to the pool.
 func (fb *FixedBuffers) Put(i int) { fb.free <- i }
 
-// Unregister releases the registration. No request may use the buffers then.
-func (fb *FixedBuffers) Unregister() error { return fb.r.p.Ring().UnregisterBuffers() }
+// Unregister releases the registration (on every shard). No request may use
+// the buffers then.
+func (fb *FixedBuffers) Unregister() error {
+	var errs []error
+	for _, p := range fb.r.shardList() {
+		errs = append(errs, p.Ring().UnregisterBuffers())
+	}
+	return errors.Join(errs...)
+}
 
 // within reports whether p lies inside registered buffer i: the kernel
 // refuses anything else with EFAULT, but the error is clearer here.
@@ -332,8 +346,13 @@ func (r *Ring) RegisterFile(fd int) (*FixedFile, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.init {
-		if err := r.p.Ring().RegisterFilesSparse(fixedFileSlots); err != nil {
-			return nil, err
+		for i, p := range r.shardList() {
+			if err := p.Ring().RegisterFilesSparse(fixedFileSlots); err != nil {
+				for _, q := range r.shardList()[:i] {
+					q.Ring().UnregisterFiles()
+				}
+				return nil, err
+			}
 		}
 		t.init = true
 		t.used = make([]bool, fixedFileSlots)
@@ -342,13 +361,27 @@ func (r *Ring) RegisterFile(fd int) (*FixedFile, error) {
 		if u {
 			continue
 		}
-		if _, err := r.p.Ring().UpdateFiles(uint32(i), []int32{int32(fd)}); err != nil {
+		if err := r.updateFile(i, int32(fd)); err != nil {
 			return nil, err
 		}
 		t.used[i] = true
 		return &FixedFile{r: r, idx: int32(i), fd: fd}, nil
 	}
 	return nil, fmt.Errorf("ringwake: RegisterFile: all %d registered-file slots in use: %w", fixedFileSlots, syscall.ENFILE)
+}
+
+// updateFile sets slot i of every shard's registered-file table to fd (-1
+// empties it); on a failure, the shards already set get the slot emptied.
+func (r *Ring) updateFile(i int, fd int32) error {
+	for k, p := range r.shardList() {
+		if _, err := p.Ring().UpdateFiles(uint32(i), []int32{fd}); err != nil {
+			for _, q := range r.shardList()[:k] {
+				q.Ring().UpdateFiles(uint32(i), []int32{-1})
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // Index is the handle's slot in the registered-file table (the SQE's Fd when
@@ -363,7 +396,7 @@ func (f *FixedFile) Unregister() error {
 	if f.idx < 0 || !t.used[f.idx] {
 		return errors.New("ringwake: FixedFile already unregistered")
 	}
-	if _, err := f.r.p.Ring().UpdateFiles(uint32(f.idx), []int32{-1}); err != nil {
+	if err := f.r.updateFile(int(f.idx), -1); err != nil {
 		return err
 	}
 	t.used[f.idx] = false

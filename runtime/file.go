@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringwake/ringwake/poller"
 	"github.com/ringwake/ringwake/sqe"
 	"github.com/ringwake/ringwake/waitqueue"
 )
@@ -88,8 +89,9 @@ func (r *Ring) newFile(fd int, name string, flag int) *File {
 	// flags are the ones the File was opened with (setting O_DIRECT later
 	// with fcntl on Fd() is not supported).
 	f.fastRead.Store(r.fastReads && flag&unix.O_DIRECT == 0)
-	f.gs.init(f, 0, "sync")
-	f.gsd.init(f, sqe.FsyncDatasync, "fdatasync")
+	shard := r.pick()
+	f.gs.init(f, shard, 0, "sync")
+	f.gsd.init(f, shard, sqe.FsyncDatasync, "fdatasync")
 	return f
 }
 
@@ -362,7 +364,7 @@ func (f *File) Close() error {
 			return f.os.Close()
 		default:
 		}
-		f.r.p.CancelFd(int32(f.fd))
+		f.r.cancelFd(int32(f.fd))
 		select {
 		case <-f.drained:
 			return f.os.Close()
@@ -403,6 +405,9 @@ type groupSync struct {
 	err      error // sticky first failure
 	s        sqe.SQE
 	done     func(res int32, flags uint32) // bound once: no allocation per fsync
+	// shard takes every fsync of the File (both groups): chosen once at
+	// open, as a Sync's fsync starts from the previous one's completion.
+	shard *poller.Poller
 
 	calls, fsyncs atomic.Uint64
 }
@@ -429,8 +434,9 @@ func syncWake(e *waitqueue.Entry, key uint64) int {
 
 var autoSyncWake = waitqueue.AutoRemove(syncWake)
 
-func (g *groupSync) init(f *File, flags uint32, op string) {
+func (g *groupSync) init(f *File, shard *poller.Poller, flags uint32, op string) {
 	g.f, g.op = f, op
+	g.shard = shard
 	g.s.PrepFsync(int32(f.fd), flags)
 	g.done = g.complete
 }
@@ -495,7 +501,7 @@ func (g *groupSync) inline() {
 
 func (g *groupSync) submit() {
 	g.fsyncs.Add(1)
-	if err := g.f.r.p.Submit(&g.s, g.done); err != nil {
+	if err := g.shard.Submit(&g.s, g.done); err != nil {
 		g.finish(&os.PathError{Op: g.op, Path: g.f.name, Err: err})
 	}
 }

@@ -43,7 +43,7 @@ func (r *Ring) doPath(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	res, _, err := r.pdo(ctx, r.p, s, keep, 0)
+	res, _, err := r.pdo(ctx, r.pick(), s, keep, 0)
 	if err == nil && res < 0 {
 		err = syscall.Errno(-res)
 	}

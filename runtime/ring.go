@@ -13,7 +13,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"reflect"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -101,6 +105,40 @@ type Config struct {
 	// IOCost is the I/O scheduler's capacity model once a class is
 	// registered (NewClass); zero fields take DefaultIOCost's.
 	IOCost IOCost
+	// Shards is the number of kernel rings, each with its own poller, that the
+	// Ring spreads its requests over; 0 means 1.
+	//
+	// One poller carries a few million completions a second on one P; more
+	// shards let completions be reaped on several Ps at once. Each shard has
+	// Entries slots (Capacity is their sum) and the Config's other settings.
+	// Each P deals its requests to the shards in turn, with no counter
+	// that every submitter writes, and a callback's Submit goes to its own
+	// shard (see shard.go); a SubmitBatch, a SubmitAndWait and a Do go to one shard
+	// whole, so a linked chain never straddles two, and a File's Syncs all go
+	// to the shard chosen when it was opened, so they still share fsyncs.
+	// Registered buffers and files are registered on every shard under the
+	// same index. Callbacks of one shard run one at a time, but callbacks of
+	// different shards may run at once: with Shards > 1, state that
+	// callbacks share needs a lock. The fallback engine runs one pool per
+	// shard.
+	Shards int
+	// MaxWorkers caps the kernel's io-wq worker threads of each shard:
+	// [0] bounded (regular files, block devices), [1] unbounded; 0 keeps the
+	// kernel's default (IORING_REGISTER_IOWQ_MAX_WORKERS, 5.15).
+	//
+	// The kernel punts to an io-wq worker every request it cannot finish
+	// without blocking, e.g. a read while the device's queue is full, and
+	// by default starts up to 4 per CPU (bounded) and RLIMIT_NPROC
+	// (unbounded) of them: each an OS thread of the process. A cap keeps
+	// the thread count down where many requests are in flight; the
+	// requests beyond it wait in the kernel's queue instead. io-wq pools
+	// belong to the OS threads that submit (the poller's, and callers
+	// reaping inline); the kernel applies the caps to every thread that
+	// has submitted to the ring and to each thread whose first io_uring
+	// submission comes later, so a thread that had already submitted to
+	// another ring keeps that ring's limits. The fallback engine ignores
+	// MaxWorkers: its pool of goroutines is bounded by Entries already.
+	MaxWorkers [2]uint32
 }
 
 // Backend names of the engines behind a Ring.
@@ -109,23 +147,35 @@ const (
 	BackendFallback = "fallback"
 )
 
-// Ring is an io_uring instance with its poller goroutine. It is safe for
-// concurrent use by any number of goroutines.
+// Ring is an io_uring instance with its poller goroutine, or several
+// (Config.Shards). It is safe for concurrent use by any number of
+// goroutines.
 type Ring struct {
-	p         *poller.Poller
+	p *poller.Poller // shard 0: the only one unless Config.Shards > 1
+	// shards is every shard, p first, when there are more than one; nil
+	// otherwise, so an unsharded Ring takes no extra step (see pick).
+	shards    []*poller.Poller
+	route     routing
+	hints     sync.Pool     // *shardHint, one per P in effect (see pickShard)
+	nextHint  atomic.Uint32 // assigns a shard to a P the pool has no hint for: cold
+	rr        atomic.Uint32 // routeRoundRobin only: the shared counter measured against hints
 	files     fileTable
 	fastReads bool // Files opened without O_DIRECT try preadv2(RWF_NOWAIT) first
 	cls       classes
 	ioCost    IOCost
 }
 
-// Stats are the poller's counters.
+// Stats are a poller's counters.
 type Stats = poller.Stats
 
 // New sets up a ring and starts its poller. Where the kernel refuses
 // io_uring (ENOSYS, EPERM from a seccomp profile or io_uring_disabled),
 // the error wraps both ErrUnsupported and the kernel's errno.
 func New(cfg Config) (*Ring, error) {
+	if cfg.Shards < 0 || cfg.Shards > maxShards {
+		return nil, fmt.Errorf("ringwake: Config.Shards %d: want 0..%d: %w", cfg.Shards, maxShards, syscall.EINVAL)
+	}
+	n := max(cfg.Shards, 1)
 	pc := poller.Config{
 		Entries:         cfg.Entries,
 		CQEntries:       cfg.CQEntries,
@@ -137,24 +187,80 @@ func New(cfg Config) (*Ring, error) {
 		OnCallbackPanic: cfg.OnCallbackPanic,
 		Soft:            os.Getenv("RINGWAKE_BACKEND") == BackendFallback,
 	}
-	p, err := poller.New(pc)
-	if err != nil && refused(err) {
-		if !cfg.Fallback {
-			return nil, fmt.Errorf("%w (io_uring_setup refused: %v; Config.Fallback runs on the portable engine instead): %w", ErrUnsupported, err, err)
+	r := &Ring{fastReads: !cfg.NoCacheFastPath, ioCost: cfg.IOCost}
+	if n > 1 {
+		pc.Group = new(poller.Group)
+		r.shards = make([]*poller.Poller, 0, n)
+		r.hints.New = r.newHint
+	}
+	for i := range n {
+		if r.shards != nil {
+			pc.OnCallbacks = r.markP(i)
 		}
-		pc.Soft = true
-		p, err = poller.New(pc)
+		p, err := poller.New(pc)
+		if err != nil && refused(err) && i == 0 {
+			if !cfg.Fallback {
+				return nil, fmt.Errorf("%w (io_uring_setup refused: %v; Config.Fallback runs on the portable engine instead): %w", ErrUnsupported, err, err)
+			}
+			pc.Soft = true
+			p, err = poller.New(pc)
+		}
+		if err == nil {
+			if err = setMaxWorkers(p, cfg.MaxWorkers); err != nil {
+				p.Close()
+			}
+		}
+		if err != nil {
+			if r.p != nil {
+				r.Close()
+			}
+			return nil, err
+		}
+		if i == 0 {
+			r.p = p
+		}
+		if r.shards != nil {
+			r.shards = append(r.shards, p)
+		}
 	}
-	if err != nil {
-		return nil, err
+	return r, nil
+}
+
+// maxShards bounds Config.Shards: each shard is a kernel ring, a poller
+// goroutine and, while busy, an OS thread.
+const maxShards = 1024
+
+// setMaxWorkers applies Config.MaxWorkers to one shard's ring.
+func setMaxWorkers(p *poller.Poller, limits [2]uint32) error {
+	if limits == ([2]uint32{}) {
+		return nil
 	}
-	return &Ring{p: p, fastReads: !cfg.NoCacheFastPath, ioCost: cfg.IOCost}, nil
+	for _, l := range limits {
+		if l > math.MaxInt32 {
+			return fmt.Errorf("ringwake: Config.MaxWorkers %v: a limit above %d: %w", limits, math.MaxInt32, syscall.EINVAL)
+		}
+	}
+	if _, err := p.Ring().SetIOWQMaxWorkers(limits); err != nil {
+		if errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("%w (Config.MaxWorkers needs IORING_REGISTER_IOWQ_MAX_WORKERS, Linux 5.15): %w", ErrUnsupported, err)
+		}
+		return err
+	}
+	return nil
 }
 
 // refused tells io_uring being unavailable (no syscall, a seccomp profile,
 // the io_uring_disabled sysctl) from a setup that merely failed.
 func refused(err error) bool {
 	return errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES)
+}
+
+// shardList is every shard's poller.
+func (r *Ring) shardList() []*poller.Poller {
+	if r.shards == nil {
+		return []*poller.Poller{r.p}
+	}
+	return r.shards
 }
 
 // Backend says which engine runs the ring: BackendIOUring or BackendFallback.
@@ -168,17 +274,56 @@ func (r *Ring) Backend() string {
 // Close cancels what is in flight, waits until the kernel has let go of
 // every buffer, fires every outstanding callback exactly once (with
 // -ECANCELED for what was canceled), wakes every blocked caller with
-// ErrClosed, stops the poller and releases the ring. It is idempotent.
+// ErrClosed, stops the poller and releases the ring; on a sharded Ring,
+// every shard's. It is idempotent.
 func (r *Ring) Close() error {
 	r.closeClasses()
-	return r.p.Close()
+	if r.shards == nil {
+		return r.p.Close()
+	}
+	var errs []error
+	for _, p := range r.shards {
+		errs = append(errs, p.Close())
+	}
+	return errors.Join(errs...)
 }
 
-// Stats returns the poller's counters.
-func (r *Ring) Stats() Stats { return r.p.Stats() }
+// Stats returns the poller's counters: on a sharded Ring, the sum of every
+// shard's.
+func (r *Ring) Stats() Stats {
+	if r.shards == nil {
+		return r.p.Stats()
+	}
+	var sum Stats
+	sv := reflect.ValueOf(&sum).Elem()
+	for _, st := range r.ShardStats() {
+		v := reflect.ValueOf(st)
+		for i := range sv.NumField() {
+			sv.Field(i).SetUint(sv.Field(i).Uint() + v.Field(i).Uint())
+		}
+	}
+	return sum
+}
 
-// Capacity is how many requests may be in flight at once.
-func (r *Ring) Capacity() int { return r.p.Capacity() }
+// ShardStats returns each shard's counters; Stats returns their sum.
+func (r *Ring) ShardStats() []Stats {
+	ps := r.shardList()
+	out := make([]Stats, len(ps))
+	for i, p := range ps {
+		out[i] = p.Stats()
+	}
+	return out
+}
+
+// Capacity is how many requests may be in flight at once: Entries (rounded
+// as Config says) per shard.
+func (r *Ring) Capacity() int {
+	n := 0
+	for _, p := range r.shardList() {
+		n += p.Capacity()
+	}
+	return n
+}
 
 // Supports reports whether the running kernel implements opcode op.
 func (r *Ring) Supports(op uint8) bool { return r.p.Ring().Supports(op) }
@@ -200,7 +345,7 @@ func (r *Ring) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	if sc := r.cls.sched.Load(); sc != nil {
 		return r.submitClass(sc, sc.def, s, done)
 	}
-	return r.p.Submit(s, done)
+	return r.pick().Submit(s, done)
 }
 
 func (r *Ring) supported(op uint8) bool {
@@ -231,7 +376,7 @@ func (e *OpError) Unwrap() error { return e.Err }
 // do runs one blocking request and maps the kernel result to Go's
 // conventions. keep is the memory the kernel uses until the completion.
 func (r *Ring) do(ctx context.Context, op string, fd int, s *sqe.SQE, keep unsafe.Pointer) (int32, error) {
-	res, _, err := r.pdo(ctx, r.p, s, keep, 0)
+	res, _, err := r.pdo(ctx, r.pick(), s, keep, 0)
 	if err != nil {
 		return 0, &OpError{Op: op, Fd: fd, Err: err}
 	}
@@ -328,7 +473,7 @@ func (r *Ring) openat(ctx context.Context, op string, dirfd int, name string, fl
 	}
 	var s sqe.SQE
 	s.PrepOpenat(int32(dirfd), path, uint32(flag|syscall.O_CLOEXEC), perm)
-	res, _, err := r.pdo(ctx, r.p, &s, unsafe.Pointer(path), 0)
+	res, _, err := r.pdo(ctx, r.pick(), &s, unsafe.Pointer(path), 0)
 	if err == nil && res < 0 {
 		err = syscall.Errno(-res)
 	}
@@ -350,5 +495,5 @@ func (r *Ring) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)) 
 			return unsupported(ss[i].Opcode)
 		}
 	}
-	return r.p.SubmitBatch(ss, dones)
+	return r.pick().SubmitBatch(ss, dones)
 }

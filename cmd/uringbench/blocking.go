@@ -21,6 +21,7 @@ type measured struct {
 	elapsed time.Duration
 	cpu     time.Duration
 	allocs  uint64 // heap allocations of the whole process during the run
+	threads int    // peak OS threads of the process during the run
 }
 
 // tally is what one goroutine of a run counts, merged at the end.

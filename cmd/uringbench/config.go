@@ -27,7 +27,9 @@ var ringModes = []string{"block", "callback", "batch"}
 var engineNames = []string{"ring", "gofile", "fio", "cpeak", "cref"}
 
 const (
-	maxQD = 4096
+	// maxQD allows the many-goroutine runs (10,000 blocking readers) and
+	// keeps a callback slot's index within 16 bits.
+	maxQD = 16384
 	// maxBS keeps one request well within the SQE's 32-bit length.
 	maxBS = 16 << 20
 	// maxBuffers bounds a run's buffers: a read and a write buffer per slot.
@@ -72,9 +74,11 @@ type config struct {
 	completeBatch int  // cpeak and fio: completions waited for once the queue is full
 	cpeakPlain    bool // cpeak: a ring without t/io_uring's setup flags
 
-	ioPerEnter    int  // ringwake.Config.IOPerEnter
-	cacheFastPath bool // !ringwake.Config.NoCacheFastPath
-	sharedThread  bool // ringwake.Config.SharedThread
+	ioPerEnter    int       // ringwake.Config.IOPerEnter
+	cacheFastPath bool      // !ringwake.Config.NoCacheFastPath
+	sharedThread  bool      // ringwake.Config.SharedThread
+	shards        int       // ringwake.Config.Shards
+	maxWorkers    [2]uint32 // ringwake.Config.MaxWorkers
 
 	// -workload mixed: the background writer and the classes' shares;
 	// capacity is ringwake.IOCost.Capacity (0: the default).
@@ -189,6 +193,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fgShares = fs.Uint("fg-shares", 1000, "mixed: the foreground class's shares")
 		bgShares = fs.Uint("bg-shares", 50, "mixed: the background class's shares")
 		capacity = fs.Uint64("capacity", 0, "mixed: ringwake.IOCost.Capacity, the cost in flight at the device (0: ringwake's default)")
+		shards   = fs.Int("shards", 1, "ring engine: kernel rings, each with its own poller, the Ring spreads its requests over (ringwake.Config.Shards)")
+		maxWork  = fs.Int("max-workers", 0, "ring engine: cap on each shard's io-wq worker threads, bounded and unbounded alike (ringwake.Config.MaxWorkers; 0 keeps the kernel's default)")
 		fastPath = fs.Bool("cache-fastpath", true, "ring engine, block mode: buffered reads try preadv2(RWF_NOWAIT) before the ring, as ringwake.File does by default; false sends every read through the ring")
 	)
 	fs.Var(&bs, "bs", "block size per request (units k/m/g)")
@@ -234,11 +240,19 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		cacheFastPath: *fastPath,
 		sharedThread:  *shared,
 
-		bgBS:     int64(bgBS),
-		bgQD:     *bgQD,
-		fgShares: uint32(*fgShares),
-		bgShares: uint32(*bgShares),
-		capacity: *capacity,
+		bgBS:       int64(bgBS),
+		bgQD:       *bgQD,
+		fgShares:   uint32(*fgShares),
+		bgShares:   uint32(*bgShares),
+		capacity:   *capacity,
+		shards:     *shards,
+		maxWorkers: [2]uint32{uint32(max(*maxWork, 0)), uint32(max(*maxWork, 0))},
+	}
+	if *shards < 1 || *shards > 1024 {
+		return nil, usagef("-shards %d: want 1..1024", *shards)
+	}
+	if *maxWork < 0 || *maxWork > 1<<20 {
+		return nil, usagef("-max-workers %d: want 0..%d", *maxWork, 1<<20)
 	}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
 	switch {

@@ -237,7 +237,7 @@ func TestTableRatiosToCpeak(t *testing.T) {
 	}
 	for i, want := range [][2]string{{"3.500", "0.75x"}, {"2.000", "1.00x"}, {"2.500", "0.50x"}} {
 		f := strings.Fields(lines[i+1])
-		if f[len(f)-1] != want[1] || f[len(f)-3] != want[0] {
+		if f[len(f)-1] != want[1] || f[len(f)-4] != want[0] {
 			t.Errorf("row %q: want CPU %s and %s of cpeak", lines[i+1], want[0], want[1])
 		}
 	}

@@ -46,5 +46,6 @@ func runGofile(ctx context.Context, e *env, p *plan, mode string) (*result, []in
 	r := e.newResult("gofile", mode)
 	r.Lat = latencyOf(m.hist)
 	r.finish(m.ops, m.elapsed, m.cpu)
+	r.Threads = m.threads
 	return r, m.written, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,8 @@ import (
 func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int64, error) {
 	base, _, _ := strings.Cut(mode, "+")
 	feat := e.cfg.feat
-	cfg := ringwake.Config{Entries: uint32(p.qd), IOPerEnter: e.cfg.ioPerEnter, NoCacheFastPath: !e.cfg.cacheFastPath, SharedThread: e.cfg.sharedThread}
+	cfg := ringwake.Config{Entries: uint32(p.qd), IOPerEnter: e.cfg.ioPerEnter, NoCacheFastPath: !e.cfg.cacheFastPath, SharedThread: e.cfg.sharedThread,
+		Shards: e.cfg.shards, MaxWorkers: e.cfg.maxWorkers}
 	if feat.sqpoll {
 		cfg.SQPoll, cfg.SQThreadIdle = true, feat.sqpollIdle
 	}
@@ -97,11 +99,19 @@ func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 	}
 	e.verbosef("ring/%s: %.3f heap allocations per op", mode, float64(m.allocs)/float64(max(m.ops, 1)))
 	st := r.Stats()
+	if e.cfg.shards > 1 {
+		var per []string
+		for _, s := range r.ShardStats() {
+			per = append(per, strconv.FormatUint(s.Completed, 10))
+		}
+		e.verbosef("ring/%s: completions per shard: %s", mode, strings.Join(per, " "))
+	}
 	e.verbosef("ring/%s: %d requests in %d io_uring_enter calls (%.1f per enter), %d waits for completions, %d parks, %d calls reaped inline, %d submitters backlogged, poller thread locks: %d",
 		mode, st.Submitted, st.Enters, float64(st.Submitted)/float64(max(st.Enters, 1)), st.Waits, st.Parks, st.Inline, st.Backlogged, st.ThreadLocks)
 	res := e.newResult("ring", mode)
 	res.Lat = latencyOf(m.hist)
 	res.finish(m.ops, m.elapsed, m.cpu)
+	res.Threads = m.threads
 	return res, m.written, nil
 }
 
@@ -217,7 +227,9 @@ type cbRun struct {
 	fixed bool  // READ_FIXED/WRITE_FIXED from registered buffer slot i
 	slots []cbSlot
 	hist  *hdrhistogram.Histogram
-	ops   int64
+	// histMu guards hist on a sharded ring, whose shards run callbacks at
+	// the same time; nil with one shard, whose callbacks run one at a time.
+	histMu *sync.Mutex
 
 	inflight atomic.Int64 // slots still in flight; the one that takes it to 0 closes done
 	done     chan struct{}
@@ -239,11 +251,15 @@ type cbSlot struct {
 	syncing bool // an opWriteSync slot whose write is done and fsync in flight
 	smp     samples
 	count   uint64 // ops this slot carried, for latency sampling
+	ops     int64  // ops this slot completed, summed at the end
 	cb      func(res int32, flags uint32)
 }
 
 func (p *plan) runCallback(ctx context.Context, e *env, label string, rio ringIO) (*measured, error) {
 	c := &cbRun{p: p, r: rio.r, fd: rio.sqeFd, fixed: rio.fb != nil, slots: make([]cbSlot, p.qd), hist: newHist(), done: make(chan struct{})}
+	if e.cfg.shards > 1 {
+		c.histMu = new(sync.Mutex)
+	}
 	if rio.ff != nil {
 		c.sqeFl = sqe.FixedFile
 	}
@@ -284,7 +300,10 @@ func (p *plan) runCallback(ctx context.Context, e *env, label string, rio ringIO
 		}
 	}
 	p.waitEnd(ctx, e.cfg.duration, func() { <-c.done })
-	m := &measured{hist: c.hist, ops: c.ops}
+	m := &measured{hist: c.hist}
+	for i := range c.slots {
+		m.ops += c.slots[i].ops
+	}
 	mt.stop(m)
 	c.errMu.Lock()
 	err := c.err
@@ -355,9 +374,15 @@ func (c *cbRun) complete(id int, res int32) {
 	var t int64 = -1
 	if s.start >= 0 {
 		t = now()
-		record(c.hist, t-s.start)
+		if c.histMu != nil {
+			c.histMu.Lock()
+			record(c.hist, t-s.start)
+			c.histMu.Unlock()
+		} else {
+			record(c.hist, t-s.start)
+		}
 	}
-	c.ops++
+	s.ops++
 	if s.kind == opWrite || s.kind == opWriteSync {
 		s.smp.add(s.off)
 	}

@@ -42,7 +42,7 @@ func decode(t *testing.T, stdout string) []result {
 	if err := json.Unmarshal([]byte(stdout), &keys); err != nil {
 		t.Fatalf("stdout is not a JSON array: %v\n%s", err, stdout)
 	}
-	want := []string{"bs", "cpu_s_per_mop", "direct", "engine", "iops", "lat_ns", "mib_per_s", "mode", "ops", "qd", "seconds", "workload"}
+	want := []string{"bs", "cpu_s_per_mop", "direct", "engine", "iops", "lat_ns", "mib_per_s", "mode", "ops", "qd", "seconds", "threads", "workload"}
 	for _, obj := range keys {
 		var got []string
 		for k := range obj {
@@ -81,6 +81,13 @@ func sane(t *testing.T, r result, workload string, bs int64, qd int, ops int64) 
 	}
 	if r.CPUPerMop < 0 {
 		t.Errorf("%s: cpu_s_per_mop %v < 0", name, r.CPUPerMop)
+	}
+	switch inProcess := r.Engine == "ring" || r.Engine == "gofile"; {
+	case inProcess && r.Threads < 2:
+		// At least the main thread and the one running the measured loop's Ps.
+		t.Errorf("%s: threads %d, want the process's peak OS threads", name, r.Threads)
+	case !inProcess && r.Threads != 0:
+		t.Errorf("%s: threads %d, want 0 for an engine in another process", name, r.Threads)
 	}
 	if r.Engine == "cref" {
 		if r.Lat != nil {
@@ -259,6 +266,30 @@ func TestSharedThreadFlag(t *testing.T) {
 	}
 }
 
+// -shards spreads the ring engine's requests over its shards (every shard
+// completes some, in both modes) and -max-workers is accepted.
+func TestShardsFlag(t *testing.T) {
+	uringtest.Require(t)
+	per := regexp.MustCompile(`ring/(block|callback): completions per shard: (\d+) (\d+)\n`)
+	code, stdout, stderr := cli(t, "-workload", "nop", "-ops", "4000", "-qd", "16", "-engine", "ring", "-v", "-json",
+		"-shards", "2", "-max-workers", "4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, r := range decode(t, stdout) {
+		sane(t, r, "nop", 0, 16, 4000)
+	}
+	ms := per.FindAllStringSubmatch(stderr, -1)
+	if len(ms) != 2 {
+		t.Fatalf("-v reports per-shard completions for %d modes, want 2:\n%s", len(ms), stderr)
+	}
+	for _, m := range ms {
+		if m[2] == "0" || m[3] == "0" {
+			t.Errorf("ring/%s: completions per shard %s %s: want both shards used", m[1], m[2], m[3])
+		}
+	}
+}
+
 func TestTableOutput(t *testing.T) {
 	uringtest.Require(t)
 	file := filepath.Join(t.TempDir(), "f.dat")
@@ -273,7 +304,7 @@ func TestTableOutput(t *testing.T) {
 	if !strings.HasPrefix(lines[0], "randread bs 4 KiB qd 32, file "+file) {
 		t.Errorf("header %q does not describe the run", lines[0])
 	}
-	for _, col := range []string{"IOPS", "MiB/s", "p50", "p99", "p99.9", "max", "CPU s/Mop", "vs first"} {
+	for _, col := range []string{"IOPS", "MiB/s", "p50", "p99", "p99.9", "max", "CPU s/Mop", "threads", "vs first"} {
 		if !strings.Contains(lines[1], col) {
 			t.Errorf("title row %q lacks %q", lines[1], col)
 		}
@@ -297,6 +328,8 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"-engine", "ring,spdk"},
 		{"-mode", "poll"},
 		{"-qd", "0"},
+		{"-shards", "0"},
+		{"-max-workers", "-1"},
 		{"-ops", "-5"},
 		{"-time", "0s"},
 		{"-cache", "lukewarm"},

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -37,6 +40,11 @@ type result struct {
 	MiBPerS   float64  `json:"mib_per_s"`
 	Lat       *latency `json:"lat_ns"`
 	CPUPerMop float64  `json:"cpu_s_per_mop"`
+	// Threads is the peak number of OS threads of this process during the
+	// run (ring and gofile engines: the Go runtime's, the io-wq workers
+	// and SQPOLL threads the kernel starts for the process); 0 for engines
+	// that run in another process (fio, cpeak, cref).
+	Threads int `json:"threads"`
 }
 
 // Latencies from 1ns to 100s at 3 significant digits: 0.1% resolution over
@@ -82,12 +90,87 @@ type meter struct {
 	t0       time.Time
 	cpu0     time.Duration
 	mallocs0 uint64
+	threads  *threadPeak
 }
 
 func startMeter() meter {
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)
-	return meter{t0: time.Now(), cpu0: cpuTime(), mallocs0: ms.Mallocs}
+	return meter{t0: time.Now(), cpu0: cpuTime(), mallocs0: ms.Mallocs, threads: startThreadPeak()}
+}
+
+// threadSample is how often threadPeak reads the thread count: io-wq
+// workers live for seconds once started, so a few ms misses none that
+// matters, and one read of /proc/self/status costs about 20 µs.
+const threadSample = 2 * time.Millisecond
+
+// threadPeak samples the process's OS thread count (the Threads: line of
+// /proc/self/status) until stop, and keeps the highest.
+type threadPeak struct {
+	stopCh chan struct{}
+	done   chan int
+}
+
+func startThreadPeak() *threadPeak {
+	t := &threadPeak{stopCh: make(chan struct{}), done: make(chan int, 1)}
+	// One descriptor and one buffer for every sample: the measured loops'
+	// allocation count covers the whole process, this goroutine included.
+	f, err := os.Open("/proc/self/status")
+	go func() {
+		if err != nil {
+			<-t.stopCh
+			t.done <- 0
+			return
+		}
+		defer f.Close()
+		buf := make([]byte, 8192)
+		peak := osThreads(f, buf)
+		tick := time.NewTicker(threadSample)
+		defer tick.Stop()
+		for {
+			select {
+			case <-t.stopCh:
+				t.done <- max(peak, osThreads(f, buf))
+				return
+			case <-tick.C:
+				peak = max(peak, osThreads(f, buf))
+			}
+		}
+	}()
+	return t
+}
+
+// stop ends the sampling and returns the peak.
+func (t *threadPeak) stop() int {
+	close(t.stopCh)
+	return <-t.done
+}
+
+var threadsKey = []byte("\nThreads:")
+
+// osThreads reads the Threads: count of /proc/self/status (opened as f)
+// into buf, without allocating; 0 if unreadable.
+func osThreads(f *os.File, buf []byte) int {
+	n, err := f.ReadAt(buf, 0)
+	if n == 0 && err != nil {
+		return 0
+	}
+	b := buf[:n]
+	i := bytes.Index(b, threadsKey)
+	if i < 0 {
+		return 0
+	}
+	v := 0
+	for _, c := range b[i+len(threadsKey):] {
+		switch {
+		case c == ' ' || c == '\t':
+		case c >= '0' && c <= '9':
+			v = v*10 + int(c-'0')
+		default:
+			return v
+		}
+	}
+	return v
 }
 
 // stop fills m's elapsed, cpu and allocs. The heap allocation count is there
@@ -98,6 +181,7 @@ func (mt meter) stop(m *measured) {
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)
 	m.allocs = ms.Mallocs - mt.mallocs0
+	m.threads = mt.threads.stop()
 }
 
 // finish fills the derived fields of r.
@@ -131,7 +215,7 @@ func writeJSON(w io.Writer, rs []*result) error {
 // first and, when cpeak ran, to cpeak's (the C anchor): names left-aligned,
 // numbers right-aligned.
 func writeTable(w io.Writer, rs []*result) error {
-	title := []string{"engine", "mode", "IOPS", "MiB/s", "p50", "p99", "p99.9", "max", "CPU s/Mop", "vs first"}
+	title := []string{"engine", "mode", "IOPS", "MiB/s", "p50", "p99", "p99.9", "max", "CPU s/Mop", "threads", "vs first"}
 	var anchor *result
 	if i := slices.IndexFunc(rs, func(r *result) bool { return r.Engine == "cpeak" }); i >= 0 {
 		anchor = rs[i]
@@ -155,7 +239,11 @@ func writeTable(w io.Writer, rs []*result) error {
 		}
 		row := []string{r.Engine, r.Mode, fmt.Sprintf("%.0f", r.IOPS), mib}
 		row = append(row, lat...)
-		row = append(row, fmt.Sprintf("%.3f", r.CPUPerMop), ratio(r, rs[0]))
+		threads := "-"
+		if r.Threads > 0 {
+			threads = strconv.Itoa(r.Threads)
+		}
+		row = append(row, fmt.Sprintf("%.3f", r.CPUPerMop), threads, ratio(r, rs[0]))
 		if anchor != nil {
 			row = append(row, ratio(r, anchor))
 		}

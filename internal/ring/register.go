@@ -192,3 +192,24 @@ func (r *Ring) Probe() (*Probe, error) {
 // once on the creating thread (false if that probe failed). Safe for
 // concurrent use.
 func (r *Ring) Supports(op uint8) bool { return r.probe.Supports(op) }
+
+// SetIOWQMaxWorkers caps the io-wq worker threads that run this ring's
+// requests the kernel cannot finish without blocking (IORING_REGISTER_IOWQ_MAX_WORKERS,
+// Linux 5.15): limits[0] for bounded work (regular files, block devices),
+// limits[1] for unbounded work (sockets, pipes); a 0 leaves that limit as it
+// is. io-wq pools belong to the threads that submit: the kernel applies the
+// caps to every thread that has submitted to the ring and to each thread
+// that first submits to an io_uring afterwards. It returns the calling
+// thread's previous limits, or zeros when that thread has no io-wq yet. On
+// the software ring it does nothing and returns zeros: its pool of
+// goroutines is bounded by the ring's size already.
+func (r *Ring) SetIOWQMaxWorkers(limits [2]uint32) ([2]uint32, error) {
+	if r.soft != nil {
+		return [2]uint32{}, nil
+	}
+	arg := limits
+	if _, errno := r.register(RegIOWQMaxWorkers, unsafe.Pointer(&arg), 2); errno != 0 {
+		return [2]uint32{}, registerError("iowq max workers", errno)
+	}
+	return arg, nil
+}

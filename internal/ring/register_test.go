@@ -223,3 +223,32 @@ func TestProbe(t *testing.T) {
 		t.Fatal("nil Probe supports NOP")
 	}
 }
+
+// The kernel answers IORING_REGISTER_IOWQ_MAX_WORKERS with the calling
+// thread's previous limits, and a 0 leaves a limit as it is: a second call
+// with zeros reads back what the first set.
+func TestSetIOWQMaxWorkersReadsBack(t *testing.T) {
+	runtime.LockOSThread() // the limits read back are this thread's io-wq's
+	defer runtime.UnlockOSThread()
+	r := newRing(t, Params{Entries: 8})
+	old, err := r.SetIOWQMaxWorkers([2]uint32{3, 5})
+	if err != nil {
+		t.Fatalf("SetIOWQMaxWorkers: %v", err)
+	}
+	if old[0] == 0 || old[1] == 0 {
+		t.Fatalf("previous limits %v; want the kernel's nonzero defaults for the thread that created the ring", old)
+	}
+	got, err := r.SetIOWQMaxWorkers([2]uint32{})
+	if err != nil {
+		t.Fatalf("SetIOWQMaxWorkers(0, 0): %v", err)
+	}
+	if got != [2]uint32{3, 5} {
+		t.Fatalf("limits read back %v; want [3 5]", got)
+	}
+	if _, err := r.SetIOWQMaxWorkers([2]uint32{old[0], old[1]}); err != nil {
+		t.Fatalf("restoring the limits: %v", err)
+	}
+	if _, err := r.SetIOWQMaxWorkers([2]uint32{1 << 31, 0}); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("a limit above INT_MAX = %v; want EINVAL", err)
+	}
+}
