@@ -515,7 +515,9 @@ func TestDeviceID(t *testing.T) {
 	}
 }
 
-// TestThroughTheRing: a file's reads, writes and syncs are ring requests.
+// TestThroughTheRing: a file's writes are ring requests. (Its sync is one
+// only within a burst: the fsync that starts a group commit runs on the
+// caller's goroutine, as os.File's does; see docs/design.md.)
 func TestThroughTheRing(t *testing.T) {
 	r := newRing(t)
 	fsys := pebblevfs.New(r)
@@ -534,7 +536,7 @@ func TestThroughTheRing(t *testing.T) {
 	if err := f.SyncData(); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Stats().Submitted - before; got < 11 {
-		t.Fatalf("%d ring requests for 10 writes and a sync", got)
+	if got := r.Stats().Submitted - before; got < 10 {
+		t.Fatalf("%d ring requests for 10 writes", got)
 	}
 }
