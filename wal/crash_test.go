@@ -347,9 +347,20 @@ func crashRound(t *testing.T, dir string, seed uint64, direct bool, acked map[ui
 // was acknowledged. It returns the first and last LSN.
 func verifyCrashLog(t *testing.T, l *Log, acked map[uint64]crashID, from uint64) (first, last uint64) {
 	t.Helper()
+	first, last, _, err := replayCrashLog(l, acked, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return first, last
+}
+
+// replayCrashLog is verifyCrashLog's check, shared with the power-cut
+// tests: it returns the first and last LSN the log holds, how many records
+// it checked, and the first violation.
+func replayCrashLog(l *Log, acked map[uint64]crashID, from uint64) (first, last uint64, checked int, err error) {
 	from = max(from, 1)
 	seen := map[crashID]uint64{}
-	err := l.Replay(func(lsn uint64, rec []byte) error {
+	err = l.Replay(func(lsn uint64, rec []byte) error {
 		switch {
 		case first == 0 && lsn > from:
 			return fmt.Errorf("the log starts at LSN %d, after the truncation point %d", lsn, from)
@@ -359,6 +370,7 @@ func verifyCrashLog(t *testing.T, l *Log, acked map[uint64]crashID, from uint64)
 			return fmt.Errorf("LSN %d after %d", lsn, last)
 		}
 		last = lsn
+		checked++
 		id, err := parseCrashRecord(rec)
 		if err != nil {
 			return fmt.Errorf("LSN %d: %w", lsn, err)
@@ -373,18 +385,22 @@ func verifyCrashLog(t *testing.T, l *Log, acked map[uint64]crashID, from uint64)
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("Replay: %v", err)
+		return first, last, checked, fmt.Errorf("Replay: %w", err)
 	}
 	if d := l.DurableLSN(); first == 0 {
 		// Nothing from the truncation point on: the log ends right before it.
 		first, last = d+1, d
 	} else if d != last {
-		t.Fatalf("Replay ended at LSN %d, DurableLSN is %d", last, d)
+		return first, last, checked, fmt.Errorf("Replay ended at LSN %d, DurableLSN is %d", last, d)
 	}
-	for lsn, id := range acked {
+	var lost []uint64
+	for lsn := range acked {
 		if lsn >= from && lsn > last {
-			t.Fatalf("acknowledged LSN %d (%+v) is gone: the log ends at %d", lsn, id, last)
+			lost = append(lost, lsn)
 		}
 	}
-	return first, last
+	if len(lost) > 0 {
+		return first, last, checked, fmt.Errorf("%d acknowledged records lost: LSN %d and up are gone, the log ends at %d", len(lost), minOf(lost), last)
+	}
+	return first, last, checked, nil
 }

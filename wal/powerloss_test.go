@@ -90,49 +90,9 @@ func checkPowerLoss(l *Log, p *powerLedger) (first, last uint64, checked int, er
 	if p.dupe != nil {
 		return 0, 0, 0, p.dupe
 	}
-	from := max(p.from, 1)
-	seen := map[crashID]uint64{}
-	err = l.Replay(func(lsn uint64, rec []byte) error {
-		switch {
-		case first == 0 && lsn > from:
-			return fmt.Errorf("the log starts at LSN %d, after the truncation point %d", lsn, from)
-		case first == 0:
-			first = lsn
-		case lsn != last+1:
-			return fmt.Errorf("LSN %d after %d", lsn, last)
-		}
-		last = lsn
-		checked++
-		id, err := parseCrashRecord(rec)
-		if err != nil {
-			return fmt.Errorf("LSN %d: %w", lsn, err)
-		}
-		if prev, dup := seen[id]; dup {
-			return fmt.Errorf("record %+v at LSN %d and %d", id, prev, lsn)
-		}
-		seen[id] = lsn
-		if want, ok := p.acked[lsn]; ok && want != id {
-			return fmt.Errorf("LSN %d holds %+v, %+v was acknowledged there", lsn, id, want)
-		}
-		return nil
-	})
+	first, last, checked, err = replayCrashLog(l, p.acked, p.from)
 	if err != nil {
-		return first, last, checked, fmt.Errorf("Replay: %w", err)
-	}
-	d := l.DurableLSN()
-	if first == 0 {
-		first, last = d+1, d // nothing from the truncation point on
-	} else if d != last {
-		return first, last, checked, fmt.Errorf("Replay ended at LSN %d, DurableLSN is %d", last, d)
-	}
-	var lost []uint64
-	for lsn := range p.acked {
-		if lsn >= from && lsn > last {
-			lost = append(lost, lsn)
-		}
-	}
-	if len(lost) > 0 {
-		return first, last, checked, fmt.Errorf("%d acknowledged records lost: LSN %d and up are gone, the log ends at %d", len(lost), minOf(lost), last)
+		return first, last, checked, err
 	}
 	if p.claimed > last {
 		return first, last, checked, fmt.Errorf("a Log reported LSN %d durable; the log ends at %d", p.claimed, last)
