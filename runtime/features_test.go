@@ -262,10 +262,7 @@ func TestSubmitBatchLinkedWriteFsync(t *testing.T) {
 	}
 	defer f.Close()
 	data := pattern(11, 4096)
-	ss := make([]sqe.SQE, 2)
-	ss[0].PrepWrite(int32(f.Fd()), data, 0)
-	ss[0].Flags |= sqe.IOLink
-	ss[1].PrepFsync(int32(f.Fd()), sqe.FsyncDatasync)
+	ss := writeSyncChain(int(f.Fd()), data)
 
 	var mu sync.Mutex
 	var order []int

@@ -246,3 +246,13 @@ func gcStorm(t testing.TB, after func(i int)) (stop func()) {
 	t.Cleanup(stop)
 	return stop
 }
+
+// writeSyncChain is a write of data at 0 linked to an fdatasync of fd: the
+// chain a log commit submits as one batch.
+func writeSyncChain(fd int, data []byte) []sqe.SQE {
+	ss := make([]sqe.SQE, 2)
+	ss[0].PrepWrite(int32(fd), data, 0)
+	ss[0].Flags |= sqe.IOLink
+	ss[1].PrepFsync(int32(fd), sqe.FsyncDatasync)
+	return ss
+}

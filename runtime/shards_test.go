@@ -92,10 +92,7 @@ func TestShardedAPI(t *testing.T) {
 	}
 	defer wf.Close()
 	data := pattern(9, 4096)
-	ss := make([]sqe.SQE, 2)
-	ss[0].PrepWrite(int32(wf.Fd()), data, 0)
-	ss[0].Flags |= sqe.IOLink
-	ss[1].PrepFsync(int32(wf.Fd()), sqe.FsyncDatasync)
+	ss := writeSyncChain(int(wf.Fd()), data)
 	res := make(chan int32, 2)
 	done := func(r int32, _ uint32) { res <- r }
 	if err := r.SubmitBatch(ss, []func(int32, uint32){done, done}); err != nil {
