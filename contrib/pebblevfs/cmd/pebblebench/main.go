@@ -51,6 +51,7 @@ type config struct {
 	readers   int
 	reads     int // Gets per read phase, over all readers
 	entries   uint32
+	only      string // run only the workload of this name ("" for all)
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 	flag.IntVar(&c.readers, "readers", 64, "goroutines making point reads")
 	flag.IntVar(&c.reads, "reads", 100_000, "Gets per read phase")
 	entries := flag.Uint("entries", 256, "ring entries")
+	flag.StringVar(&c.only, "only", "", `run one workload: "writes" or "reads" (default both)`)
 	flag.Parse()
 	c.entries = uint32(*entries)
 	if err := run(c, os.Stdout); err != nil {
@@ -109,29 +111,40 @@ func run(c config, out io.Writer) error {
 		}},
 	}
 
-	readDir := filepath.Join(c.dir, "read")
-	start := time.Now()
-	if err := load(readDir, c); err != nil {
-		return fmt.Errorf("loading the read database: %w", err)
-	}
-	size, files := dirSize(readDir)
-	fmt.Fprintf(out, "read database: %d keys, %d-byte values, %.0f MiB in %d files, built in %v\n",
-		c.keys, c.valueSize, float64(size)/(1<<20), files, time.Since(start).Round(time.Second))
 	fmt.Fprintf(out, "GOMAXPROCS %d, %d rounds, synced writes: %d writers x %d Sets; reads: %d readers, %d Gets after fadvise(DONTNEED)\n",
 		runtime.GOMAXPROCS(0), c.rounds, c.writers, c.perWriter, c.readers, c.reads)
 
-	workloads := []struct {
-		name string
-		run  func(fsys vfs.FS, round int) (result, error)
+	readDir := filepath.Join(c.dir, "read")
+	all := []struct {
+		flag, name string
+		run        func(fsys vfs.FS, round int) (result, error)
 	}{
-		{"synced writes", func(fsys vfs.FS, round int) (result, error) {
+		{"writes", "synced writes", func(fsys vfs.FS, round int) (result, error) {
 			dir := filepath.Join(c.dir, fmt.Sprintf("write-%d", round))
 			defer os.RemoveAll(dir)
 			return syncedWrites(fsys, dir, c)
 		}},
-		{"random reads", func(fsys vfs.FS, round int) (result, error) {
+		{"reads", "random reads", func(fsys vfs.FS, round int) (result, error) {
 			return randomReads(fsys, readDir, c, round)
 		}},
+	}
+	workloads := all[:0]
+	for _, w := range all {
+		if c.only == "" || c.only == w.flag {
+			workloads = append(workloads, w)
+		}
+	}
+	if len(workloads) == 0 {
+		return fmt.Errorf("-only %q: no such workload (writes, reads)", c.only)
+	}
+	if c.only != "writes" {
+		start := time.Now()
+		if err := load(readDir, c); err != nil {
+			return fmt.Errorf("loading the read database: %w", err)
+		}
+		size, files := dirSize(readDir)
+		fmt.Fprintf(out, "read database: %d keys, %d-byte values, %.0f MiB in %d files, built in %v\n",
+			c.keys, c.valueSize, float64(size)/(1<<20), files, time.Since(start).Round(time.Second))
 	}
 	res := map[string]map[string][]result{}
 	for _, w := range workloads {
