@@ -36,3 +36,29 @@ func TestRunSmall(t *testing.T) {
 		}
 	}
 }
+
+// TestRunOnly: -only writes runs the write workload alone and builds no
+// read database; an unknown name is an error.
+func TestRunOnly(t *testing.T) {
+	uringtest.Require(t)
+	var out bytes.Buffer
+	c := config{
+		dir: t.TempDir() + "/bench", rounds: 1, writers: 2, perWriter: 3,
+		keys: 3000, valueSize: 100, readers: 2, reads: 10, entries: 32, only: "writes",
+	}
+	if err := run(c, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !regexp.MustCompile(`(?m)^\| synced writes \|`).Match(out.Bytes()) {
+		t.Errorf("no synced writes row:\n%s", out.String())
+	}
+	for _, absent := range []string{"random reads", "read database"} {
+		if bytes.Contains(out.Bytes(), []byte(absent)) {
+			t.Errorf("-only writes printed %q:\n%s", absent, out.String())
+		}
+	}
+	c.only = "scans"
+	if err := run(c, &out); err == nil {
+		t.Error("-only scans: no error")
+	}
+}
