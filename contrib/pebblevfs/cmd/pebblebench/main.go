@@ -52,6 +52,7 @@ type config struct {
 	reads     int // Gets per read phase, over all readers
 	entries   uint32
 	only      string // run only the workload of this name ("" for all)
+	calls     bool   // print the write phases' call counts and times
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.IntVar(&c.reads, "reads", 100_000, "Gets per read phase")
 	entries := flag.Uint("entries", 256, "ring entries")
 	flag.StringVar(&c.only, "only", "", `run one workload: "writes" or "reads" (default both)`)
+	flag.BoolVar(&c.calls, "calls", false, "after each write phase, print the count and mean time of the WAL's and the other files' writes and syncs")
 	flag.Parse()
 	c.entries = uint32(*entries)
 	if err := run(c, os.Stdout); err != nil {
@@ -78,6 +80,7 @@ func main() {
 type result struct {
 	opsPerSec float64
 	cpuPerOp  time.Duration // user+system CPU of the process per operation
+	calls     string        // -calls: the phase's call counts and times
 }
 
 type fsMaker struct {
@@ -172,8 +175,10 @@ func run(c config, out io.Writer) error {
 				res[w.name][m.name] = append(res[w.name][m.name], r)
 				fmt.Fprintf(out, "round %d %-13s %-11s %9.0f ops/s  %6.1f µs CPU/op\n",
 					round+1, w.name, m.name, r.opsPerSec, float64(r.cpuPerOp)/1e3)
-				if ringLine != "" {
-					fmt.Fprintln(out, ringLine)
+				for _, line := range []string{ringLine, r.calls} {
+					if line != "" {
+						fmt.Fprintln(out, line)
+					}
 				}
 			}
 		}
@@ -330,7 +335,12 @@ func measure(ops int, fn func() error) (result, error) {
 
 // syncedWrites opens a fresh database on fsys and has c.writers goroutines
 // each make c.perWriter Sets with Sync: true.
-func syncedWrites(fsys vfs.FS, dir string, c config) (result, error) {
+func syncedWrites(fsys vfs.FS, dir string, c config) (res result, err error) {
+	if c.calls {
+		st := &callStats{}
+		fsys = countingFS{fsys, st}
+		defer func() { res.calls = st.String() }()
+	}
 	opts, unref := options(fsys, 8<<20)
 	defer unref()
 	db, err := pebble.Open(dir, opts)
