@@ -83,7 +83,9 @@ func (p *Poller) reapInline(ch chan struct{}, left *atomic.Int32) {
 			break // EBUSY and the like: the poller sorts them out
 		}
 	}
-	p.reaperGoid.Store(0)
+	if p.reaperGoid.Load() != 0 { // set only if callbacks ran here: a load is cheaper than a store
+		p.reaperGoid.Store(0)
+	}
 	if p.pending.Load() > 0 || p.closed.Load() || p.ring.SQPending() > 0 || p.ring.CQReady() > 0 || p.ring.CQOverflow() {
 		p.handBack()
 	} else {
@@ -111,7 +113,9 @@ const inlineHold = time.Millisecond
 func (p *Poller) submitAndWait(want uint32) {
 	p.submitMu.Lock()
 	// Cleared before the SQ is read, as submit does.
-	p.ioPending.Store(false)
+	if p.ioPending.Load() {
+		p.ioPending.Store(false)
+	}
 	p.ring.EnterTimeout(p.ring.SQPending(), want, ring.EnterGetEvents, inlineHold)
 	p.submitMu.Unlock()
 }

@@ -110,8 +110,10 @@ func (r *Ring) Enter(toSubmit, minComplete, flags uint32) (int, error) {
 // EnterTimeout is Enter with the wait bounded by timeout (EnterExtArg is
 // added to flags). A wait that times out returns an error wrapping
 // syscall.ETIME, unless SQEs were submitted in the same call, in which case
-// the kernel reports only their count. A retry after EINTR waits only for
-// what is left of timeout.
+// the kernel reports only their count. After an EINTR the wait goes on
+// until timeout after the first interruption, so the call waits at most
+// twice timeout in all: the clock is read only when a signal interrupts,
+// not on every call.
 func (r *Ring) EnterTimeout(toSubmit, minComplete, flags uint32, timeout time.Duration) (int, error) {
 	if r.soft != nil {
 		return r.soft.enter(toSubmit, minComplete, flags, timeout, true)
@@ -119,7 +121,7 @@ func (r *Ring) EnterTimeout(toSubmit, minComplete, flags uint32, timeout time.Du
 	if r.features&FeatExtArg == 0 {
 		return 0, errNoExtArg
 	}
-	deadline := time.Now().Add(timeout)
+	var deadline time.Time
 	var a extArg
 	a.arg.sigmaskSz = nsig8
 	a.arg.ts = &a.ts
@@ -136,6 +138,9 @@ func (r *Ring) EnterTimeout(toSubmit, minComplete, flags uint32, timeout time.Du
 		}
 		if errno != syscall.EINTR {
 			return 0, enterError(errno)
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(timeout)
 		}
 		timeout = time.Until(deadline)
 	}
