@@ -64,7 +64,10 @@ func (l *Log) kernelCanceledLocked(res int32) bool {
 
 // writeDone runs on the poller when the write in flight completes (or on
 // the appender that made it inline).
-func (l *Log) writeDone(res int32, _ uint32) {
+func (l *Log) writeDone(res int32, _ uint32) { l.writeDoneBy(res, byRing) }
+
+// writeDoneBy is writeDone; a says who made the write.
+func (l *Log) writeDoneBy(res int32, a actor) {
 	res = l.injected(res, failNextWrite)
 	var wk wakes
 	l.mu.Lock()
@@ -73,7 +76,7 @@ func (l *Log) writeDone(res int32, _ uint32) {
 		// The linked fdatasync's completion was seen first: handle it now.
 		l.syncDoneLocked(l.s.earlyRe, &wk)
 	}
-	l.finishLocked(wk)
+	l.finish(wk, a)
 }
 
 func (l *Log) writeDoneLocked(res int32, wk *wakes) {

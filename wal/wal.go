@@ -207,7 +207,10 @@ type Log struct {
 	failed  atomic.Bool   // err is set
 
 	commitQ waitqueue.Queue // appenders waiting for durability: non-exclusive, one broadcast per fdatasync
-	spaceQ  waitqueue.Queue // appenders waiting for buffer space: exclusive
+	wakeMu  sync.Mutex      // one commit broadcast at a time: its walk fills woken
+	woken   []*commitWaiter
+	helping atomic.Pointer[wakeGroup] // the broadcast sending wake-ups, if any
+	spaceQ  waitqueue.Queue           // appenders waiting for buffer space: exclusive
 
 	prepWG   sync.WaitGroup
 	replayWG sync.WaitGroup
