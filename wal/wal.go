@@ -207,7 +207,8 @@ type Log struct {
 	failed  atomic.Bool   // err is set
 
 	commitQ waitqueue.Queue // appenders waiting for durability: non-exclusive, one broadcast per fdatasync
-	wakeMu  sync.Mutex      // one commit broadcast at a time: its walk fills woken
+	wakeMu  sync.Mutex      // one commit broadcast at a time: its walk may fill woken
+	collect bool            // under wakeMu: the broadcast collects into woken (durable.go)
 	woken   []*commitWaiter
 	helping atomic.Pointer[wakeGroup] // the broadcast sending wake-ups, if any
 	spaceQ  waitqueue.Queue           // appenders waiting for buffer space: exclusive
@@ -229,8 +230,9 @@ type Log struct {
 
 	stats struct {
 		appends, writes, syncs, linked, inline, spaceWaits, rolls, wakeups, settleMisses, recycled, zeroSlices, retried atomic.Uint64
-		// inline commits made as one pwritev2(RWF_DSYNC)
-		dsync atomic.Uint64
+		// inline commits made as one pwritev2(RWF_DSYNC); broadcasts that
+		// collected their waiters (durable.go)
+		dsync, collected atomic.Uint64
 	}
 }
 
