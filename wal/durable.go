@@ -23,14 +23,10 @@ type wakes struct {
 
 func (l *Log) wake(wk wakes) (woken int) {
 	if wk.commit {
-		// In a large crowd the walk only collects the waiters it takes off
-		// the queue (commitWake); their wake-ups are sent once the queue's
-		// lock is released, so the woken, re-appending, can queue again at
-		// once. A smaller one is woken from the walk, which costs less per
-		// waiter (measured, bench/walpebble in process: the collecting
-		// broadcast 2-9% behind at 16 and 64 appenders, 2-3% ahead at 256).
+		// The walk only collects the waiters it takes off the queue
+		// (commitWake); their wake-ups are sent once the queue's lock is
+		// released, so the woken, re-appending, can queue again at once.
 		l.wakeMu.Lock()
-		l.collect = l.commitQ.Len() >= collectMin
 		woken = l.commitQ.WakeUpAll(wk.key)
 		var g *wakeGroup
 		if len(l.woken) > 0 {
@@ -54,10 +50,6 @@ func (l *Log) wake(wk wakes) (woken int) {
 	}
 	return woken
 }
-
-// collectMin is the commit queue length from which a broadcast collects
-// its waiters and sends their wake-ups after the walk.
-const collectMin = 128
 
 // wakeGroup is the waiters one broadcast took off the commit queue, to be
 // sent their wake-ups. The waker sends them all; waiters it already woke
@@ -104,16 +96,9 @@ var commitWake = waitqueue.AutoRemove(func(e *waitqueue.Entry, key uint64) int {
 	if key < w.lsn {
 		return 0
 	}
-	// Under the queue's lock, within l.wake's wakeMu: l.collect and
-	// l.woken are that broadcast's.
-	if l := w.log; l.collect {
-		l.woken = append(l.woken, w)
-		return 1
-	}
-	select {
-	case w.ch <- struct{}{}:
-	default:
-	}
+	// Under the queue's lock, within l.wake's wakeMu: l.woken is that
+	// broadcast's.
+	w.log.woken = append(w.log.woken, w)
 	return 1
 })
 

@@ -207,8 +207,7 @@ type Log struct {
 	failed  atomic.Bool   // err is set
 
 	commitQ waitqueue.Queue // appenders waiting for durability: non-exclusive, one broadcast per fdatasync
-	wakeMu  sync.Mutex      // one commit broadcast at a time: its walk may fill woken
-	collect bool            // under wakeMu: the broadcast collects into woken (durable.go)
+	wakeMu  sync.Mutex      // one commit broadcast at a time: its walk fills woken
 	woken   []*commitWaiter
 	helping atomic.Pointer[wakeGroup] // the broadcast sending wake-ups, if any
 	spaceQ  waitqueue.Queue           // appenders waiting for buffer space: exclusive
