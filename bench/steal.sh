@@ -3,7 +3,8 @@
 # around it: steal time (a vCPU ready but not run by the host), context
 # switches, and the resched (RES) and function-call (CAL) IPIs of
 # /proc/interrupts, summed over CPUs. CMD's output goes to stdout after.
-# docs/benchmarks.md ("Where the stalls come from") reads block mode with it.
+# It counts the cross-vCPU wake-ups behind block mode's gap (docs/design.md,
+# "A caller on a busy ring yields before it parks").
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 CMD [ARGS...]" >&2; exit 2; }
 snap() {

@@ -2,9 +2,10 @@
 // sleeps once for all of them.
 //
 // Invariant: one wake-up per chunk. Every request of a chunk shares one
-// batchWaiter; the reaper counts its final completions down and sends the
-// single token when the count reaches zero, so the caller is woken once,
-// after the kernel has let go of every buffer of the chunk.
+// batchWaiter; the reaper counts its final completions down (once per run
+// of them in a CQ batch, see countDown) and sends the single token when the
+// count reaches zero, so the caller is woken once, after the kernel has
+// let go of every buffer of the chunk.
 
 package poller
 
@@ -17,9 +18,7 @@ import (
 	"syscall"
 	"unsafe"
 
-	"github.com/ringwake/ringwake/internal/ring"
 	"github.com/ringwake/ringwake/sqe"
-	"github.com/ringwake/ringwake/waitqueue"
 )
 
 // batchWaiter is the one wait-queue entry behind a chunk: left counts the
@@ -32,20 +31,6 @@ type batchWaiter struct {
 // batchWaiters keeps SubmitAndWait free of allocations: a waiter goes back
 // only once its chunk is over and its token consumed.
 var batchWaiters = sync.Pool{New: func() any { return &batchWaiter{ch: make(chan struct{}, 1)} }}
-
-// wakeBatch is the wake function of a SubmitAndWait request: store the
-// result in the slot, and wake the caller with the chunk's last one.
-func wakeBatch(e *waitqueue.Entry, key uint64) int {
-	s := e.Private.(*Slot)
-	s.res, s.flags = unpackKey(key)
-	if s.flags&ring.CQEFMore != 0 {
-		return 1 // a multishot request's last completion is the one that counts
-	}
-	if s.batch.left.Add(-1) == 0 {
-		s.batch.ch <- struct{}{}
-	}
-	return 1
-}
 
 // SubmitAndWait submits ss in order and returns when every one of them has
 // completed, with res[i] holding ss[i]'s result (the CQE's res). keep, when
@@ -157,7 +142,7 @@ func (p *Poller) chunk(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []
 	p.batchExtra.Add(int64(n - 1))
 	for j := range n {
 		slot := &p.slots[idxs[j]]
-		slot.entry.Func = wakeBatch
+		slot.entry.Func = nil // dispatch counts batch slots down itself (countDown)
 		slot.batch = w
 		if keep != nil {
 			slot.keep = keep[j]

@@ -31,6 +31,11 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 	var done int64 // final completions of published SQEs, for pending
 	var delivered, stale uint64
 	var freed bool
+	// A batch's completions count down its waiter once per run of them,
+	// not once each: one atomic for the chunk instead of one per request.
+	var bw *batchWaiter
+	var bn int32
+	var counted uint64 // completed, not yet added to stats: added before any wake
 	for i := range cqes {
 		c := &cqes[i]
 		more := c.Flags&ring.CQEFMore != 0
@@ -63,6 +68,21 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 				continue
 			}
 		}
+		if b := s.batch; b != nil {
+			s.res, s.flags = c.Res, c.Flags
+			if more {
+				continue // a multishot request's last completion is the one that counts
+			}
+			s.tag.Store(uint64(gen)<<2 | slotDone)
+			counted++
+			if b != bw {
+				p.countDown(bw, bn, &counted)
+				bw, bn = b, 0
+			}
+			bn++
+			woke = true
+			continue
+		}
 		if s.done != nil {
 			delivered++
 			fired = append(fired, firedCallback{s.done, c.Res, c.Flags, idx, !more})
@@ -76,10 +96,12 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 			s.tag.Store(uint64(gen)<<2 | slotDone)
 		}
 		// Counted before the wake: the woken goroutine may read Stats at once.
-		p.stats.completed.Add(1)
+		p.stats.completed.Add(counted + 1)
+		counted = 0
 		s.entry.Func(&s.entry, packKey(c.Res, c.Flags))
 		woke = true
 	}
+	p.countDown(bw, bn, &counted)
 	if freed {
 		p.mu.Lock()
 		for i := range fired {
@@ -117,6 +139,20 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 		p.stats.stale.Add(stale)
 	}
 	return woke
+}
+
+// countDown delivers n completions of b's chunk, waking its caller with
+// the chunk's last; *counted goes to stats first, since the woken caller
+// may read Stats at once.
+func (p *Poller) countDown(b *batchWaiter, n int32, counted *uint64) {
+	if b == nil {
+		return
+	}
+	p.stats.completed.Add(*counted)
+	*counted = 0
+	if b.left.Add(-n) == 0 {
+		b.ch <- struct{}{}
+	}
 }
 
 // fireCallback is the wake function of a Submit request. The poller does not

@@ -33,16 +33,31 @@ func (p *Poller) loop() {
 	spins := 0
 	var spinFrom time.Time
 	yielded := false
+	var lockedFrom time.Time // when the thread was last taken or the P last yielded
 	for {
 		inFlight := p.pending.Load()
 		deep = deep || inFlight-p.batchExtra.Load() >= lockDepth
 		// See dedicatedThread for when the thread is taken and let go.
 		if dedicated && !th.locked && inFlight > 0 && (deep || !woke) {
 			th.adjust(true)
+			lockedFrom = time.Now()
 		}
 		if n := p.ring.PeekBatch(p.cqes); n > 0 {
 			woke = p.dispatch(p.cqes[:n])
 			spins = 0
+			if th.locked && woke {
+				if now := time.Now(); now.Sub(lockedFrom) >= lockedSlice {
+					// Goroutines readied onto this P while the poller holds it
+					// (callers it woke, one the wake-up that brought it here put
+					// off) are served only by this P while the other has work of
+					// its own: let go of the thread and yield now and then, or
+					// they wait until the poller parks or sysmon preempts it
+					// (10 ms and more).
+					th.adjust(false)
+					runtime.Gosched()
+					lockedFrom = time.Now()
+				}
+			}
 			continue
 		}
 		if p.ring.CQOverflow() {
@@ -125,6 +140,10 @@ func (p *Poller) loop() {
 		p.state.Store(pollerRunning)
 	}
 }
+
+// lockedSlice bounds how long a poller holding its thread keeps its P
+// from the goroutines queued on it (see loop).
+const lockedSlice = time.Millisecond
 
 // park sleeps until a submitter or Close kicks. The re-check after the state
 // store closes the window in which a kick would have seen pollerRunning.

@@ -27,9 +27,9 @@ const (
 
 // slot states, kept with the generation in slot.tag (gen<<2 | state).
 const (
-	slotFree     = 0
+	slotFree     = 0 // never used yet
 	slotInFlight = 1 // published; the kernel may still write the buffer
-	slotDone     = 2 // completion delivered; the owner has not released it yet
+	slotDone     = 2 // completion delivered; kept after the release, until the next use
 )
 
 // Slot is one request. The poller fires entry with the completion; the

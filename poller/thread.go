@@ -30,9 +30,8 @@ import (
 // stranded, and an unlocked park is an ordinary one. One blocking reader at
 // a time ran at 0.42x fio's IOPS on an always-locked poller, 0.60-0.74x on
 // a yielding one or this one. Keeping the thread through parks after a deep
-// spell, as session 3 did, cost about a third more cross-CPU wake-ups and
-// 2-3x the p99.9 of deep blocking reads, for the same IOPS
-// (docs/benchmarks.md).
+// spell costs about a third more cross-CPU wake-ups and 2-3x the p99.9 of
+// deep blocking reads, for the same IOPS.
 //
 // With a single P the goroutine stays on one thread anyway and must yield
 // for the submitters to run; the software ring has no task work, and under

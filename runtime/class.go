@@ -17,9 +17,14 @@ import (
 // is registered (NewClass): each request costs tokens, from its direction
 // and size, and the scheduler lets at most Capacity tokens be in flight at
 // the device, so that requests queue in ringwake, where shares apply, and
-// not in the device's queue, where they cannot. Zero fields take the
-// defaults (DefaultIOCost); `uringbench -workload calibrate` measures a
-// device and prints the values for it.
+// not in the device's queue, where they cannot. A token is a nanosecond of
+// device time when the device is saturated (Seastar's model): a request
+// costs 1/IOPS plus its size over the bandwidth, each measured at full
+// depth, so the cost in flight is how long the device takes to drain it,
+// and Capacity is the latency goal: how much of others' work a request may
+// find ahead of it. Zero fields take the defaults (DefaultIOCost);
+// `uringbench -workload calibrate` measures a device and prints the values
+// for it.
 type IOCost struct {
 	// ReadOp and WriteOp are the tokens of one read or write request;
 	// fsync, fallocate and sync_file_range cost WriteOp, a NOP nothing and
@@ -28,16 +33,17 @@ type IOCost struct {
 	// ReadKiB and WriteKiB are the tokens of each KiB read or written.
 	ReadKiB, WriteKiB uint32
 	// Capacity is the cost allowed in flight at once. A request is always
-	// admitted when nothing is in flight, however large.
+	// admitted when nothing is in flight, however large, and a class below
+	// its share of the capacity may take up to twice it (see NewClass).
 	Capacity uint64
 }
 
-// DefaultIOCost is the model used where Config.IOCost leaves a field zero.
-// A token is about a microsecond of device time on the disk measured in
-// docs/benchmarks.md (a 4 KiB random read 136 tokens, a 128 KiB write 392),
-// and the capacity about a 4 KiB read's time times the depth the disk serves
-// it at without much more latency: see "I/O classes" in docs/design.md.
-var DefaultIOCost = IOCost{ReadOp: 115, WriteOp: 144, ReadKiB: 1, WriteKiB: 1, Capacity: 1024}
+// DefaultIOCost is the model used where Config.IOCost leaves a field zero:
+// `uringbench -workload calibrate` on the disk measured in
+// docs/benchmarks.md (a 4 KiB read costs 19 µs of device time at full
+// depth, a 128 KiB write 70 µs), with its capacity, twice a lone 4 KiB
+// read's latency: see "I/O classes" in docs/design.md.
+var DefaultIOCost = IOCost{ReadOp: 15500, WriteOp: 20500, ReadKiB: 920, WriteKiB: 390, Capacity: 290000}
 
 func (m IOCost) withDefaults() IOCost {
 	d := DefaultIOCost
@@ -163,6 +169,7 @@ func (r *Ring) NewClass(name string, shares uint32) *Class {
 	if sc == nil {
 		sc = &scheduler{r: r, cost: r.ioCost.withDefaults()}
 		sc.fq = newFairQueue(sc.cost.Capacity)
+		sc.fq.flush = sc.flush
 		sc.def = sc.newClass("default", DefaultShares)
 		if r.cls.closed {
 			sc.fq.close()
@@ -278,13 +285,16 @@ type classSub struct {
 	done func(res int32, flags uint32)
 	fire func(res int32, flags uint32) // complete, bound once
 	n    uint64
+	// p is the shard picked when the request was made, as Submit picks
+	// it: a callback's request stays on its reaper's shard, others spread.
+	p *poller.Poller
 }
 
 func (r *Ring) submitClass(sc *scheduler, c *Class, s *sqe.SQE, done func(res int32, flags uint32)) error {
 	if s == nil || done == nil || s.Flags&(sqe.IOLink|sqe.IOHardlink|sqe.CQESkipSuccess) != 0 {
-		return r.p.Submit(s, done) // the poller's own refusal, with its error
+		return r.pick().Submit(s, done) // the poller's own refusal, with its error
 	}
-	sub := &classSub{sc: sc, c: c, s: *s, done: done}
+	sub := &classSub{sc: sc, c: c, s: *s, done: done, p: r.pick()}
 	sub.fire = sub.complete
 	sub.w.e.Func, sub.w.e.Private, sub.w.sub = fqWakeFunc, &sub.w, sub
 	var n uint64
@@ -297,7 +307,7 @@ func (r *Ring) submitClass(sc *scheduler, c *Class, s *sqe.SQE, done func(res in
 	if now {
 		c.fc.ops.Add(1)
 		c.fc.bytes.Add(n)
-		if err := r.p.Submit(&sub.s, sub.fire); err != nil {
+		if err := sub.p.Submit(&sub.s, sub.fire); err != nil {
 			sc.release(c, sub.w.cost)
 			return err
 		}
@@ -327,14 +337,14 @@ func (sc *scheduler) flush() {
 		if w.closed {
 			sub.s = sqe.SQE{}
 			sub.s.PrepNop()
-			if sc.r.p.Submit(&sub.s, sub.canceled) != nil {
+			if sub.p.Submit(&sub.s, sub.canceled) != nil {
 				sub.canceled(0, 0) // the ring is closed: no reaper runs any more
 			}
 			continue
 		}
 		sub.c.fc.ops.Add(1)
 		sub.c.fc.bytes.Add(sub.n)
-		if err := sc.r.p.Submit(&sub.s, sub.fire); err != nil {
+		if err := sub.p.Submit(&sub.s, sub.fire); err != nil {
 			sc.release(sub.c, w.cost)
 			sub.done(-errnoOf(err), 0)
 		}

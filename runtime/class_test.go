@@ -342,6 +342,50 @@ func TestSubmitClass(t *testing.T) {
 	}
 }
 
+// TestSubmitClassShards: on a sharded ring, callback requests in a class
+// spread over the shards as Submit's do, the queued ones included (they
+// are submitted later, by whichever goroutine's completion admits them).
+func TestSubmitClassShards(t *testing.T) {
+	r := newRing(t, ringwake.Config{Shards: 2, IOCost: ringwake.IOCost{ReadOp: 1, ReadKiB: 1, Capacity: 2}})
+	c := r.NewClass("cb", 100)
+	pr, pw := rawPipe(t)
+	before := r.ShardStats()
+	const n = 16
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	for range n {
+		wg.Add(1)
+		var s sqe.SQE
+		s.PrepRead(int32(pr), make([]byte, 1), 0)
+		if err := r.SubmitClass(c, &s, func(res int32, _ uint32) {
+			if res != 1 {
+				bad.Add(1)
+			}
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		writeByte(t, pw)
+	}
+	within(t, "callbacks", wg.Wait)
+	if bad.Load() != 0 {
+		t.Fatalf("%d reads failed", bad.Load())
+	}
+	var total uint64
+	for i, st := range r.ShardStats() {
+		got := st.Submitted - before[i].Submitted
+		if got == 0 {
+			t.Errorf("shard %d: no request of the class submitted", i)
+		}
+		total += got
+	}
+	if total != n {
+		t.Errorf("%d requests submitted over the shards, want %d", total, n)
+	}
+}
+
 // TestClassFileAndBatch: File calls with a ctx and batches run in the class
 // of their ctx, and return the right data.
 func TestClassFileAndBatch(t *testing.T) {
@@ -386,7 +430,17 @@ func TestClassFileAndBatch(t *testing.T) {
 // with random cancellation under a small capacity; every call returns,
 // every callback fires once, and nothing stays in flight.
 func TestClassStress(t *testing.T) {
-	r := newRing(t, ringwake.Config{Entries: 64, IOCost: ringwake.IOCost{Capacity: 600}})
+	// Several requests in flight at once; and each request costing more
+	// than the capacity, so that they run one at a time and an admission
+	// nobody submits would hang everything.
+	t.Run("several", func(t *testing.T) {
+		classStress(t, ringwake.IOCost{ReadOp: 100, WriteOp: 100, ReadKiB: 1, WriteKiB: 1, Capacity: 600})
+	})
+	t.Run("alone", func(t *testing.T) { classStress(t, ringwake.IOCost{Capacity: 600}) })
+}
+
+func classStress(t *testing.T, cost ringwake.IOCost) {
+	r := newRing(t, ringwake.Config{Entries: 64, IOCost: cost})
 	name := dataFile(t, pattern(3, 256<<10))
 	fd := openRead(t, name)
 	var cls []*ringwake.Class

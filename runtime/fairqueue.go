@@ -11,15 +11,20 @@ package runtime
 //   - Within a class, requests are admitted in arrival order.
 //   - Across classes the backlogged class with the smallest virtual time
 //     goes next; admitting a request of cost c charges its class c/shares.
-//   - The cost in flight stays within capacity, except that a request is
-//     always admitted when nothing is in flight (a request larger than the
-//     capacity runs alone), so the queue is work-conserving: whenever
-//     requests wait, something is in flight.
+//   - The cost in flight stays within capacity, with two exceptions. A
+//     request is always admitted when nothing is in flight (a request larger
+//     than the capacity runs alone), so the queue is work-conserving:
+//     whenever requests wait, something is in flight. And a class below its
+//     share of the capacity (its shares over those of the active classes,
+//     the ones with requests queued or in flight) is admitted past the
+//     capacity, up to twice it: a class with many shares never waits for
+//     capacity that classes with few hold, which is what keeps its latency.
 //   - A request that does not fit blocks those behind it in the order,
 //     so small requests cannot starve a large one.
 
 import (
 	"context"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,13 +54,20 @@ type fairQueue struct {
 	inflight uint64 // cost admitted and not yet released
 	waiting  int    // requests queued in every class
 	vnow     uint64 // virtual time: the start tag of the last admission
-	closed   bool
-	classes  []*fqClass // in registration order: ties go to the earlier one
+	// active is the sum of the shares of the classes with requests queued
+	// or in flight: a class's share of the capacity is its shares over it.
+	active  uint64
+	closed  bool
+	classes []*fqClass // in registration order: ties go to the earlier one
 	// ready holds callback requests admitted (or closed) by a dispatch:
 	// they are submitted by whoever ran it, once fq.mu is released, since
 	// a submission may wait for a slot. nready mirrors len(ready).
 	ready  []*fqWaiter
 	nready atomic.Int32
+	// flush, when set, submits the ready callback requests: admit calls it
+	// after a dispatch of its own (its arrival's or its cancel's), which
+	// may have admitted some, before it blocks.
+	flush func()
 }
 
 // fqClass is one class's queue and accounts.
@@ -65,6 +77,10 @@ type fqClass struct {
 	// vtime is, under fq.mu, the class's finish tag: the virtual time at
 	// which its next request starts if it stays backlogged.
 	vtime uint64
+	// costIn is the cost the class has in flight, under fq.mu; busy says
+	// its shares count in fq.active.
+	costIn uint64
+	busy   bool
 	// q holds the class's waiting requests, exclusive entries in FIFO
 	// order: a dispatch wakes exactly its head.
 	q waitqueue.Queue
@@ -103,7 +119,7 @@ var fqWakeFunc = waitqueue.AutoRemove(func(e *waitqueue.Entry, key uint64) int {
 	if key == fqKeyClose {
 		w.closed = true
 	} else {
-		if !fq.fitsLocked(w.cost) {
+		if !fq.fitsLocked(w.c, w.cost) {
 			return -1
 		}
 		fq.chargeLocked(w.c, w.cost)
@@ -133,6 +149,12 @@ func (fq *fairQueue) takeReady() []*fqWaiter {
 	return r
 }
 
+func (fq *fairQueue) flushReady() {
+	if fq.flush != nil && fq.nready.Load() != 0 {
+		fq.flush()
+	}
+}
+
 func newFairQueue(capacity uint64) *fairQueue {
 	if capacity == 0 {
 		capacity = 1
@@ -150,14 +172,43 @@ func (fq *fairQueue) addClass(shares uint32) *fqClass {
 	return c
 }
 
-func (fq *fairQueue) fitsLocked(cost uint64) bool {
-	return fq.inflight == 0 || fq.inflight+cost <= fq.capacity
+// fitsLocked says whether a request of cost in c may be admitted now: it
+// fits in the capacity, or nothing is in flight, or c stays below its
+// share of the capacity and the total within twice it.
+func (fq *fairQueue) fitsLocked(c *fqClass, cost uint64) bool {
+	if fq.inflight == 0 || fq.inflight+cost <= fq.capacity {
+		return true
+	}
+	if fq.active == 0 || fq.inflight+cost-fq.capacity > fq.capacity {
+		return false
+	}
+	// c's share, capacity·shares/active, in 128 bits: hi < shares <= active.
+	hi, lo := bits.Mul64(fq.capacity, c.shares)
+	share, _ := bits.Div64(hi, lo, fq.active)
+	return c.costIn+cost <= share
+}
+
+// busyLocked counts c's shares in fq.active once it has requests queued or
+// in flight; idleLocked stops counting them when it has neither.
+func (fq *fairQueue) busyLocked(c *fqClass) {
+	if !c.busy {
+		c.busy = true
+		fq.active += c.shares
+	}
+}
+
+func (fq *fairQueue) idleLocked(c *fqClass) {
+	if c.busy && c.costIn == 0 && !c.q.Active() {
+		c.busy = false
+		fq.active -= c.shares
+	}
 }
 
 // chargeLocked admits a request of cost to c: it starts at c's tag, which
 // becomes the clock, and moves c's tag by cost/shares.
 func (fq *fairQueue) chargeLocked(c *fqClass, cost uint64) {
 	fq.inflight += cost
+	c.costIn += cost
 	fq.vnow = c.vtime
 	c.vtime += cost * vscale / c.shares
 	c.inflight.Add(1)
@@ -204,7 +255,8 @@ func (fq *fairQueue) arrive(c *fqClass, w *fqWaiter) (bool, error) {
 	if fq.closed {
 		return false, ErrClosed
 	}
-	if fq.waiting == 0 && fq.fitsLocked(w.cost) {
+	fq.busyLocked(c)
+	if fq.waiting == 0 && fq.fitsLocked(c, w.cost) {
 		fq.activateLocked(c)
 		fq.chargeLocked(c, w.cost)
 		return true, nil
@@ -225,6 +277,8 @@ func (fq *fairQueue) release(c *fqClass, cost uint64) {
 	c.inflight.Add(-1)
 	fq.mu.Lock()
 	fq.inflight -= cost
+	c.costIn -= cost
+	fq.idleLocked(c)
 	fq.dispatchLocked()
 	fq.mu.Unlock()
 }
@@ -240,6 +294,7 @@ func (fq *fairQueue) cancel(w *fqWaiter) bool {
 	}
 	w.c.q.Remove(&w.e)
 	fq.waiting--
+	fq.idleLocked(w.c)
 	// The head may have been what blocked the others.
 	fq.dispatchLocked()
 	return false
@@ -267,6 +322,7 @@ func (fq *fairQueue) admit(ctx context.Context, c *fqClass, cost uint64) error {
 		fqWaiterPool.Put(w)
 		return err
 	}
+	fq.flushReady()
 	start := time.Now()
 	select {
 	case <-w.ch:
@@ -278,6 +334,7 @@ func (fq *fairQueue) admit(ctx context.Context, c *fqClass, cost uint64) error {
 		} else if w.closed {
 			<-w.ch
 		}
+		fq.flushReady()
 		// A canceled, closed or released waiter holds nothing more.
 		c.queuedNs.Add(uint64(time.Since(start)))
 		fqWaiterPool.Put(w)

@@ -10,7 +10,8 @@ import (
 // queueing written as plainly as possible, with slices for queues, no
 // wait queues, locks or channels. Each class keeps the finish tag of its
 // last admitted request and the clock when it last became backlogged; its
-// head starts at the larger of the two.
+// head starts at the larger of the two. A class's share of the capacity
+// is computed afresh from the classes with requests queued or in flight.
 type refFQ struct {
 	capacity, inflight, v uint64
 	classes               []refClass
@@ -19,6 +20,7 @@ type refFQ struct {
 
 type refClass struct {
 	shares, lastF, actV uint64
+	costIn              uint64
 	queue               []refReq
 }
 
@@ -35,7 +37,21 @@ func (r *refFQ) queued() int {
 	return n
 }
 
-func (r *refFQ) fits(cost uint64) bool { return r.inflight == 0 || r.inflight+cost <= r.capacity }
+// fits: within capacity, or alone, or k below its share of the capacity
+// (k counts as active) with the total within twice the capacity.
+func (r *refFQ) fits(k int, cost uint64) bool {
+	if r.inflight == 0 || r.inflight+cost <= r.capacity {
+		return true
+	}
+	var active uint64
+	for j, c := range r.classes {
+		if j == k || len(c.queue) > 0 || c.costIn > 0 {
+			active += c.shares
+		}
+	}
+	share := r.capacity * r.classes[k].shares / active
+	return r.inflight+cost <= 2*r.capacity && r.classes[k].costIn+cost <= share
+}
 
 func (r *refFQ) start(k int) uint64 { return max(r.classes[k].lastF, r.classes[k].actV) }
 
@@ -44,6 +60,7 @@ func (r *refFQ) admit(k int, q refReq) {
 	r.v = s
 	r.classes[k].lastF = s + q.cost*vscale/r.classes[k].shares
 	r.inflight += q.cost
+	r.classes[k].costIn += q.cost
 	r.admitted = append(r.admitted, q.id)
 }
 
@@ -52,7 +69,7 @@ func (r *refFQ) arrive(k int, q refReq) {
 	if len(c.queue) == 0 {
 		c.actV = max(c.actV, r.v)
 	}
-	if r.queued() == 0 && r.fits(q.cost) {
+	if r.queued() == 0 && r.fits(k, q.cost) {
 		r.admit(k, q)
 		return
 	}
@@ -68,7 +85,7 @@ func (r *refFQ) dispatch() {
 				best = k
 			}
 		}
-		if best < 0 || !r.fits(r.classes[best].queue[0].cost) {
+		if best < 0 || !r.fits(best, r.classes[best].queue[0].cost) {
 			return
 		}
 		q := r.classes[best].queue[0]
@@ -77,8 +94,9 @@ func (r *refFQ) dispatch() {
 	}
 }
 
-func (r *refFQ) complete(cost uint64) {
+func (r *refFQ) complete(k int, cost uint64) {
 	r.inflight -= cost
+	r.classes[k].costIn -= cost
 	r.dispatch()
 }
 
@@ -98,7 +116,8 @@ func (r *refFQ) cancel(id int) {
 // random arrivals, completions and cancellations (no goroutines: the fair
 // queue's wake-ups land in the waiters' channels) and checks after every
 // step that both admitted the same requests in the same order, and that
-// the cost in flight stayed within capacity unless a request ran alone.
+// the cost in flight stayed within twice the capacity unless a request ran
+// alone.
 func TestFairQueueModel(t *testing.T) {
 	for seed := range uint64(200) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { fairQueueModel(t, seed) })
@@ -158,8 +177,8 @@ func fairQueueModel(t *testing.T, seed uint64) {
 		if fq.inflight != ref.inflight {
 			t.Fatalf("in flight %d, reference %d", fq.inflight, ref.inflight)
 		}
-		if fq.inflight > capacity && len(inflight) > 1 {
-			t.Fatalf("in flight %d > capacity %d with %d requests", fq.inflight, capacity, len(inflight))
+		if fq.inflight > 2*capacity && len(inflight) > 1 {
+			t.Fatalf("in flight %d > twice the capacity %d with %d requests", fq.inflight, capacity, len(inflight))
 		}
 		if len(queued) > 0 && len(inflight) == 0 {
 			t.Fatalf("not work-conserving: %d queued, none in flight", len(queued))
@@ -198,7 +217,7 @@ func fairQueueModel(t *testing.T, seed uint64) {
 			q := inflight[i]
 			inflight = append(inflight[:i], inflight[i+1:]...)
 			fq.release(classes[q.k], q.cost)
-			ref.complete(q.cost)
+			ref.complete(q.k, q.cost)
 		case len(queued) > 0: // cancellation of a queued request
 			i := rng.IntN(len(queued))
 			q := queued[i]
@@ -367,6 +386,55 @@ func TestFairQueueRebase(t *testing.T) {
 	}
 	if got[0] < 3*got[1]-6 || got[0] > 3*got[1]+6 {
 		t.Fatalf("admissions %v, want 3:1 across the rebase", got)
+	}
+	fq.close()
+}
+
+// TestFairQueueShareOfCapacity: a class with many shares is admitted past
+// the capacity that a class with few holds, up to its share of it (here
+// 1000/1050 of 100 = 95), while the class with few waits for the capacity.
+func TestFairQueueShareOfCapacity(t *testing.T) {
+	fq := newFairQueue(100)
+	fg, bg := fq.addClass(1000), fq.addClass(50)
+	arrive := func(c *fqClass, cost uint64) *fqWaiter {
+		w := &fqWaiter{ch: make(chan struct{}, 1), cost: cost}
+		w.e.Func, w.e.Private = fqWakeFunc, w
+		if now, err := fq.arrive(c, w); err != nil {
+			t.Fatal(err)
+		} else if now {
+			w.admitted = true
+			w.ch <- struct{}{}
+		}
+		return w
+	}
+	admitted := func(w *fqWaiter) bool { return len(w.ch) > 0 && w.admitted }
+	b1, b2, b3 := arrive(bg, 40), arrive(bg, 40), arrive(bg, 40)
+	if !admitted(b1) || !admitted(b2) || admitted(b3) {
+		t.Fatal("bg: want two of 40 admitted within capacity 100, the third queued")
+	}
+	f1, f2, f3, f4 := arrive(fg, 30), arrive(fg, 30), arrive(fg, 30), arrive(fg, 30)
+	if !admitted(f1) || !admitted(f2) || !admitted(f3) {
+		t.Fatalf("fg below its share (95) waited for bg's capacity: in flight %d", fq.inflight)
+	}
+	if admitted(f4) || fq.inflight != 170 {
+		t.Fatalf("fg past its share: 4th admitted %v, in flight %d, want 170", admitted(f4), fq.inflight)
+	}
+	fq.release(bg, 40) // 130 in flight: fg's head would take it to 120 of its 95
+	if admitted(f4) || admitted(b3) {
+		t.Fatal("admitted past the capacity and past the share")
+	}
+	fq.release(fg, 30) // fg 60 in flight: its head fits its share again
+	if !admitted(f4) || admitted(b3) {
+		t.Fatalf("after a fg completion: fg head admitted %v, bg head %v; want true, false", admitted(f4), admitted(b3))
+	}
+	fq.release(fg, 30)
+	fq.release(fg, 30)
+	fq.release(fg, 30) // 40 in flight: bg's head fits the capacity
+	if !admitted(b3) {
+		t.Fatal("bg's head not admitted within capacity")
+	}
+	if fq.active != 50 {
+		t.Fatalf("active shares %d with only bg in flight, want 50", fq.active)
 	}
 	fq.close()
 }

@@ -70,10 +70,11 @@ type Config struct {
 	// spins on it (at most 10 µs) instead of yielding before it sleeps in
 	// the kernel, so that the thread that submits is the thread that waits:
 	// io_uring hands each completion to its submitting thread, and a poller
-	// moving between threads paid an extra cross-CPU wake-up for them (2-13%
-	// of 4 KiB O_DIRECT read IOPS at depth 32, and most of their p99.9, in
-	// docs/benchmarks.md). Set it when few requests each wake many
-	// goroutines from a callback (a group commit: wal does), which a
+	// moving between threads pays an extra cross-CPU wake-up for them (a few
+	// percent of 4 KiB O_DIRECT read IOPS at depth 32, and most of their
+	// p99.9: docs/benchmarks.md, "What was tried and did not help"). Set it
+	// when few requests each wake many goroutines from a callback (a group
+	// commit: wal does), which a
 	// yielding poller runs on its own P at once where a dedicated one leaves
 	// them to another P whose thread must be woken first; or when a P held
 	// by the poller's spin costs more, e.g. at GOMAXPROCS=2 with CPU-bound

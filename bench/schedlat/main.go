@@ -3,7 +3,7 @@
 // goroutines reading 4 KiB at random offsets of -file (O_DIRECT) for
 // -time under runtime/trace, then prints the IOPS and the command that
 // turns the trace into a scheduler-latency profile, whose total divided by
-// the ops is the wait per read (docs/benchmarks.md, "The poller's thread").
+// the ops is the wait per read (docs/design.md, "The poller's own thread").
 //
 //	go run ./bench/schedlat -file big.dat -trace /tmp/t.out [-shared]
 //	go tool trace -pprof=sched /tmp/t.out > /tmp/sched.pb && go tool pprof -top /tmp/sched.pb

@@ -185,51 +185,48 @@ func (e *env) runMixed(ctx context.Context, stdout io.Writer) error {
 	return err
 }
 
-// runCalibrate is -workload calibrate: service times of lone requests give
-// the per-op and per-KiB tokens (a token is a microsecond of device time),
-// and the read depth beyond which IOPS stops growing by a tenth gives the
-// capacity.
+// runCalibrate is -workload calibrate: a token is a nanosecond of device
+// time at saturation, so 4 KiB and 128 KiB reads and writes at depth 64
+// give each direction's per-request and per-KiB tokens (1/IOPS, split
+// into a fixed part and a part that grows with size), and a lone 4 KiB
+// read's latency (p50 at depth 1), doubled, the capacity: the latency goal
+// of the device time a request may find in flight ahead of it.
 func (e *env) runCalibrate(ctx context.Context, stdout io.Writer) error {
 	d := max(e.cfg.duration/8, 50*time.Millisecond)
-	lat := func(write bool, bs int64, qd int) (p50 float64, iops float64, err error) {
+	run := func(write bool, bs int64, qd int) (p50ns, nsPerOp float64, err error) {
 		s := stream{name: "cal", write: write, bs: bs, qd: qd}
 		runs, elapsed, err := e.mixedPhase(ctx, d, []stream{s}, nil)
 		if err != nil {
 			return 0, 0, err
 		}
-		return float64(runs[0].hist.ValueAtQuantile(50)) / 1e3, float64(runs[0].ops.Load()) / elapsed.Seconds(), nil
+		ops := max(runs[0].ops.Load(), 1)
+		return float64(runs[0].hist.ValueAtQuantile(50)), float64(elapsed.Nanoseconds()) / float64(ops), nil
 	}
-	var t [4]float64 // read 4k, read 128k, write 4k, write 128k: µs
+	lone, _, err := run(false, 4<<10, 1)
+	if err != nil {
+		return err
+	}
+	var t [4]float64 // ns per request at depth 64: read 4k, read 128k, write 4k, write 128k
 	for i, w := range []bool{false, true} {
 		for j, bs := range []int64{4 << 10, 128 << 10} {
-			v, _, err := lat(w, bs, 1)
+			_, ns, err := run(w, bs, 64)
 			if err != nil {
 				return err
 			}
-			t[i*2+j] = v
+			t[i*2+j] = ns
 		}
 	}
-	perKiB := func(small, large float64) float64 { return max((large-small)/124, 0) }
+	perKiB := func(small, large float64) float64 { return max((large-small)/124, 1) }
 	rk, wk := perKiB(t[0], t[1]), perKiB(t[2], t[3])
 	m := ringwake.IOCost{
 		ReadOp: uint32(max(t[0]-4*rk, 1)), WriteOp: uint32(max(t[2]-4*wk, 1)),
-		ReadKiB: uint32(max(rk+0.5, 1)), WriteKiB: uint32(max(wk+0.5, 1)),
+		ReadKiB: uint32(rk + 0.5), WriteKiB: uint32(wk + 0.5),
+		Capacity: uint64(2 * lone),
 	}
-	fmt.Fprintf(stdout, "# lone requests, p50: read 4k %.0fµs, read 128k %.0fµs, write 4k %.0fµs, write 128k %.0fµs\n", t[0], t[1], t[2], t[3])
-	best, depth := 0.0, 1
-	for qd := 1; qd <= 64; qd *= 2 {
-		_, iops, err := lat(false, 4<<10, qd)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "# 4k reads at depth %d: %.0f IOPS\n", qd, iops)
-		if iops > best*1.1 {
-			depth = qd
-		}
-		best = max(best, iops)
-	}
-	m.Capacity = uint64(depth) * uint64(m.ReadOp+4*m.ReadKiB)
-	_, err := fmt.Fprintf(stdout, "ringwake.IOCost{ReadOp: %d, WriteOp: %d, ReadKiB: %d, WriteKiB: %d, Capacity: %d}\n",
+	fmt.Fprintf(stdout, "# at depth 64, device time per request: read 4k %.1fµs, read 128k %.1fµs, write 4k %.1fµs, write 128k %.1fµs\n",
+		t[0]/1e3, t[1]/1e3, t[2]/1e3, t[3]/1e3)
+	fmt.Fprintf(stdout, "# a lone 4k read, p50: %.0fµs\n", lone/1e3)
+	_, err = fmt.Fprintf(stdout, "ringwake.IOCost{ReadOp: %d, WriteOp: %d, ReadKiB: %d, WriteKiB: %d, Capacity: %d}\n",
 		m.ReadOp, m.WriteOp, m.ReadKiB, m.WriteKiB, m.Capacity)
 	return err
 }

@@ -55,7 +55,8 @@ func TestMixedFlagsRefused(t *testing.T) {
 	}
 }
 
-// TestCalibrate: -workload calibrate prints an IOCost with every field set.
+// TestCalibrate: -workload calibrate prints an IOCost with every field set
+// and a capacity of twice a lone read's latency.
 func TestCalibrate(t *testing.T) {
 	uringtest.Require(t)
 	file := filepath.Join(t.TempDir(), "f.dat")
@@ -71,7 +72,19 @@ func TestCalibrate(t *testing.T) {
 	if _, err := fmt.Sscanf(stdout[i:], "ringwake.IOCost{ReadOp: %d, WriteOp: %d, ReadKiB: %d, WriteKiB: %d, Capacity: %d}", &m.ro, &m.wo, &m.rk, &m.wk, &m.c); err != nil {
 		t.Fatalf("%v in:\n%s", err, stdout)
 	}
-	if m.ro == 0 || m.wo == 0 || m.rk == 0 || m.wk == 0 || m.c < m.ro {
-		t.Fatalf("IOCost %+v: every field must be set, capacity at least one read", m)
+	if m.ro == 0 || m.wo == 0 || m.rk == 0 || m.wk == 0 || m.c == 0 {
+		t.Fatalf("IOCost %+v: every field must be set", m)
+	}
+	// The capacity is twice the lone read's latency (printed in µs).
+	var lone float64
+	j := strings.Index(stdout, "# a lone 4k read, p50: ")
+	if j < 0 {
+		t.Fatalf("no lone read latency in:\n%s", stdout)
+	}
+	if _, err := fmt.Sscanf(stdout[j:], "# a lone 4k read, p50: %fµs", &lone); err != nil {
+		t.Fatalf("%v in:\n%s", err, stdout)
+	}
+	if d := float64(m.c) - 2*lone*1e3; d < -1e3 || d > 1e3 {
+		t.Fatalf("capacity %d ns, want twice the lone read's %.0fµs", m.c, lone)
 	}
 }

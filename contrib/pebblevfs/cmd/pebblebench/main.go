@@ -51,6 +51,8 @@ type config struct {
 	readers   int
 	reads     int // Gets per read phase, over all readers
 	entries   uint32
+	only      string // run only the workload of this name ("" for all)
+	calls     bool   // print the write phases' call counts and times
 }
 
 func main() {
@@ -64,6 +66,8 @@ func main() {
 	flag.IntVar(&c.readers, "readers", 64, "goroutines making point reads")
 	flag.IntVar(&c.reads, "reads", 100_000, "Gets per read phase")
 	entries := flag.Uint("entries", 256, "ring entries")
+	flag.StringVar(&c.only, "only", "", `run one workload: "writes" or "reads" (default both)`)
+	flag.BoolVar(&c.calls, "calls", false, "after each write phase, print the count and mean time of the WAL's and the other files' writes and syncs")
 	flag.Parse()
 	c.entries = uint32(*entries)
 	if err := run(c, os.Stdout); err != nil {
@@ -76,6 +80,7 @@ func main() {
 type result struct {
 	opsPerSec float64
 	cpuPerOp  time.Duration // user+system CPU of the process per operation
+	calls     string        // -calls: the phase's call counts and times
 }
 
 type fsMaker struct {
@@ -109,29 +114,40 @@ func run(c config, out io.Writer) error {
 		}},
 	}
 
-	readDir := filepath.Join(c.dir, "read")
-	start := time.Now()
-	if err := load(readDir, c); err != nil {
-		return fmt.Errorf("loading the read database: %w", err)
-	}
-	size, files := dirSize(readDir)
-	fmt.Fprintf(out, "read database: %d keys, %d-byte values, %.0f MiB in %d files, built in %v\n",
-		c.keys, c.valueSize, float64(size)/(1<<20), files, time.Since(start).Round(time.Second))
 	fmt.Fprintf(out, "GOMAXPROCS %d, %d rounds, synced writes: %d writers x %d Sets; reads: %d readers, %d Gets after fadvise(DONTNEED)\n",
 		runtime.GOMAXPROCS(0), c.rounds, c.writers, c.perWriter, c.readers, c.reads)
 
-	workloads := []struct {
-		name string
-		run  func(fsys vfs.FS, round int) (result, error)
+	readDir := filepath.Join(c.dir, "read")
+	all := []struct {
+		flag, name string
+		run        func(fsys vfs.FS, round int) (result, error)
 	}{
-		{"synced writes", func(fsys vfs.FS, round int) (result, error) {
+		{"writes", "synced writes", func(fsys vfs.FS, round int) (result, error) {
 			dir := filepath.Join(c.dir, fmt.Sprintf("write-%d", round))
 			defer os.RemoveAll(dir)
 			return syncedWrites(fsys, dir, c)
 		}},
-		{"random reads", func(fsys vfs.FS, round int) (result, error) {
+		{"reads", "random reads", func(fsys vfs.FS, round int) (result, error) {
 			return randomReads(fsys, readDir, c, round)
 		}},
+	}
+	workloads := all[:0]
+	for _, w := range all {
+		if c.only == "" || c.only == w.flag {
+			workloads = append(workloads, w)
+		}
+	}
+	if len(workloads) == 0 {
+		return fmt.Errorf("-only %q: no such workload (writes, reads)", c.only)
+	}
+	if c.only != "writes" {
+		start := time.Now()
+		if err := load(readDir, c); err != nil {
+			return fmt.Errorf("loading the read database: %w", err)
+		}
+		size, files := dirSize(readDir)
+		fmt.Fprintf(out, "read database: %d keys, %d-byte values, %.0f MiB in %d files, built in %v\n",
+			c.keys, c.valueSize, float64(size)/(1<<20), files, time.Since(start).Round(time.Second))
 	}
 	res := map[string]map[string][]result{}
 	for _, w := range workloads {
@@ -159,8 +175,10 @@ func run(c config, out io.Writer) error {
 				res[w.name][m.name] = append(res[w.name][m.name], r)
 				fmt.Fprintf(out, "round %d %-13s %-11s %9.0f ops/s  %6.1f µs CPU/op\n",
 					round+1, w.name, m.name, r.opsPerSec, float64(r.cpuPerOp)/1e3)
-				if ringLine != "" {
-					fmt.Fprintln(out, ringLine)
+				for _, line := range []string{ringLine, r.calls} {
+					if line != "" {
+						fmt.Fprintln(out, line)
+					}
 				}
 			}
 		}
@@ -317,7 +335,12 @@ func measure(ops int, fn func() error) (result, error) {
 
 // syncedWrites opens a fresh database on fsys and has c.writers goroutines
 // each make c.perWriter Sets with Sync: true.
-func syncedWrites(fsys vfs.FS, dir string, c config) (result, error) {
+func syncedWrites(fsys vfs.FS, dir string, c config) (res result, err error) {
+	if c.calls {
+		st := &callStats{}
+		fsys = countingFS{fsys, st}
+		defer func() { res.calls = st.String() }()
+	}
 	opts, unref := options(fsys, 8<<20)
 	defer unref()
 	db, err := pebble.Open(dir, opts)
