@@ -64,19 +64,24 @@ func (l *Log) kernelCanceledLocked(res int32) bool {
 
 // writeDone runs on the poller when the write in flight completes (or on
 // the appender that made it inline).
-func (l *Log) writeDone(res int32, _ uint32) {
+func (l *Log) writeDone(res int32, _ uint32) { l.writeDoneBy(res, byRing, "write") }
+
+// writeDoneBy is writeDone; a says who made the write, and op how, for
+// errors: "write", or "write+fdatasync" when one pwritev2(RWF_DSYNC) made
+// it with its fdatasync (inline.go), whose failure may be either's.
+func (l *Log) writeDoneBy(res int32, a actor, op string) {
 	res = l.injected(res, failNextWrite)
 	var wk wakes
 	l.mu.Lock()
-	l.writeDoneLocked(res, &wk)
+	l.writeDoneLocked(res, &wk, op)
 	if l.s.early {
 		// The linked fdatasync's completion was seen first: handle it now.
 		l.syncDoneLocked(l.s.earlyRe, &wk)
 	}
-	l.finishLocked(wk)
+	l.finish(wk, a)
 }
 
-func (l *Log) writeDoneLocked(res int32, wk *wakes) {
+func (l *Log) writeDoneLocked(res int32, wk *wakes, op string) {
 	w := &l.w
 	b := w.b
 	l.writing = nil
@@ -99,9 +104,9 @@ func (l *Log) writeDoneLocked(res int32, wk *wakes) {
 			return
 		}
 		if res >= 0 {
-			l.failLocked(fmt.Errorf("wal: write %s at offset %d: %d of %d bytes: %w", b.seg.name(), b.off+int64(w.start), res, w.length, io.ErrShortWrite))
+			l.failLocked(fmt.Errorf("wal: %s %s at offset %d: %d of %d bytes: %w", op, b.seg.name(), b.off+int64(w.start), res, w.length, io.ErrShortWrite))
 		} else {
-			l.failLocked(fmt.Errorf("wal: write %s at offset %d: %w", b.seg.name(), b.off+int64(w.start), syscall.Errno(-res)))
+			l.failLocked(fmt.Errorf("wal: %s %s at offset %d: %w", op, b.seg.name(), b.off+int64(w.start), syscall.Errno(-res)))
 		}
 		return
 	}

@@ -8,6 +8,7 @@ package wal
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ringwake/ringwake/waitqueue"
 )
@@ -22,7 +23,23 @@ type wakes struct {
 
 func (l *Log) wake(wk wakes) (woken int) {
 	if wk.commit {
+		// The walk only collects the waiters it takes off the queue
+		// (commitWake); their wake-ups are sent once the queue's lock is
+		// released, so the woken, re-appending, can queue again at once.
+		l.wakeMu.Lock()
 		woken = l.commitQ.WakeUpAll(wk.key)
+		var g *wakeGroup
+		if len(l.woken) > 0 {
+			g = &wakeGroup{ws: l.woken}
+			l.woken = make([]*commitWaiter, 0, cap(g.ws))
+		}
+		l.wakeMu.Unlock()
+		if g != nil {
+			l.stats.collected.Add(1)
+			l.helping.Store(g)
+			g.send()
+			l.helping.CompareAndSwap(g, nil)
+		}
 		l.stats.wakeups.Add(uint64(woken))
 	}
 	switch {
@@ -34,11 +51,42 @@ func (l *Log) wake(wk wakes) (woken int) {
 	return woken
 }
 
+// wakeGroup is the waiters one broadcast took off the commit queue, to be
+// sent their wake-ups. The waker sends them all; waiters it already woke
+// help as they leave (helpWake), so the sends, and the woken goroutines'
+// run queues, spread over the Ps instead of all falling on the waker's.
+type wakeGroup struct {
+	ws   []*commitWaiter
+	next atomic.Int64 // index of the next waiter to send to
+}
+
+// send sends wake-ups until none is left to send.
+func (g *wakeGroup) send() {
+	for {
+		i := int(g.next.Add(1) - 1)
+		if i >= len(g.ws) {
+			return
+		}
+		select {
+		case g.ws[i].ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// helpWake lends a hand to a broadcast still sending.
+func (l *Log) helpWake() {
+	if g := l.helping.Load(); g != nil {
+		g.send()
+	}
+}
+
 // commitWaiter is an appender waiting for its record to be durable.
 type commitWaiter struct {
 	e   waitqueue.Entry
 	lsn uint64
 	ch  chan struct{}
+	log *Log
 }
 
 // commitWake is the commit queue's wake function: the key is the durable LSN,
@@ -48,10 +96,9 @@ var commitWake = waitqueue.AutoRemove(func(e *waitqueue.Entry, key uint64) int {
 	if key < w.lsn {
 		return 0
 	}
-	select {
-	case w.ch <- struct{}{}:
-	default:
-	}
+	// Under the queue's lock, within l.wake's wakeMu: l.woken is that
+	// broadcast's.
+	w.log.woken = append(w.log.woken, w)
 	return 1
 })
 
@@ -68,7 +115,7 @@ func (l *Log) waitDurable(ctx context.Context, lsn uint64) error {
 		return nil
 	}
 	w := waiterPool.Get().(*commitWaiter)
-	w.lsn = lsn
+	w.lsn, w.log = lsn, l
 	done := ctx.Done()
 	var err error
 	for {
@@ -100,7 +147,9 @@ func (l *Log) waitDurable(ctx context.Context, lsn uint64) error {
 	case <-w.ch:
 	default:
 	}
+	w.log = nil
 	waiterPool.Put(w)
+	l.helpWake()
 	switch {
 	case l.durable.Load() >= lsn:
 		// Durable before any failure: durable never moves once the log failed.

@@ -34,8 +34,11 @@ func TestInlineCommit(t *testing.T) {
 				s.InlineSyncs -= s0.InlineSyncs
 				return s
 			}
+			d0 := l.stats.dsync.Load()
 			if s := appendN(context.Background(), 100); 10*s.InlineSyncs < 9*s.Syncs {
 				t.Errorf("context.Background: %d of %d fdatasyncs inline, want at least 90%%", s.InlineSyncs, s.Syncs)
+			} else if d := l.stats.dsync.Load() - d0; l.Direct() && 10*d < 9*s.InlineSyncs || !l.Direct() && d != 0 {
+				t.Errorf("O_DIRECT %v: %d of %d inline commits one pwritev2(RWF_DSYNC), want nearly all under O_DIRECT, none buffered", l.Direct(), d, s.InlineSyncs)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -60,6 +63,63 @@ func TestInlineCommit(t *testing.T) {
 				if _, k, err := checkTestRecord(r.rec); err != nil || k != i {
 					t.Fatalf("LSN %d: record %d, %v", r.lsn, k, err)
 				}
+			}
+		})
+	}
+}
+
+// TestDsyncCoversOnlyItsWrite: an inline commit makes its write and
+// fdatasync one pwritev2(RWF_DSYNC) only under O_DIRECT and only when the
+// fdatasync need cover nothing but that write; with an earlier write left
+// unsynced it makes the fdatasync apart, which covers both.
+func TestDsyncCoversOnlyItsWrite(t *testing.T) {
+	for mode, o := range modes(small) {
+		t.Run(mode, func(t *testing.T) {
+			o.noSettle = true // a settle would hold the kicks below back
+			l := openT(t, t.TempDir(), o)
+			defer l.Close()
+			if _, err := l.Append(context.Background(), testRecord(0, 0)); err != nil {
+				t.Fatal(err)
+			}
+			commit := func(n int, earlier bool) plan {
+				t.Helper()
+				l.mu.Lock()
+				lsn, err := l.reserveLocked(testRecord(0, n))
+				if err != nil {
+					l.mu.Unlock()
+					t.Fatal(err)
+				}
+				if earlier {
+					// As if a write alone had gone down and no fdatasync
+					// covered it yet.
+					l.unsynced = append(l.unsynced, segCover{seg: l.cur, cover: l.durable.Load()})
+				}
+				p := l.kickLocked(true)
+				l.mu.Unlock()
+				if p.n < 2 {
+					t.Fatalf("record %d: the kick planned %d requests, want a write and its fdatasync", n, p.n)
+				}
+				d0, s0 := l.stats.dsync.Load(), l.Stats()
+				l.runInline(&p)
+				if l.DurableLSN() < lsn {
+					t.Fatalf("record %d: durable %d after its commit", n, l.DurableLSN())
+				}
+				if s := l.Stats(); s.InlineSyncs != s0.InlineSyncs+1 {
+					t.Fatalf("record %d: the commit did not go inline", n)
+				}
+				if d := l.stats.dsync.Load() - d0; d != map[bool]uint64{true: 1}[p.dsync] {
+					t.Fatalf("record %d: %d pwritev2(RWF_DSYNC) for a plan with dsync %v", n, d, p.dsync)
+				}
+				return p
+			}
+			if p := commit(1, false); p.dsync != l.Direct() {
+				t.Errorf("nothing else unsynced, O_DIRECT %v: dsync %v", l.Direct(), p.dsync)
+			}
+			if p := commit(2, true); p.dsync {
+				t.Error("an earlier write unsynced: the commit was one pwritev2(RWF_DSYNC)")
+			}
+			if len(l.unsynced) != 0 {
+				t.Errorf("%d unsynced entries left after the commit that took one over", len(l.unsynced))
 			}
 		})
 	}

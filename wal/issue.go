@@ -54,6 +54,8 @@ type plan struct {
 	ss    [4]sqe.SQE
 	dones [4]func(res int32, flags uint32)
 	wlen  int32   // the bytes its write carries, if it has one
+	niov  int     // its write as l.iov[:niov]
+	dsync bool    // its linked fdatasync need cover only its write (inline.go)
 	zero  [4]bool // the entry is part of a zero-fill slice
 }
 
@@ -132,6 +134,8 @@ func (l *Log) prepWriteLocked(b *batch, p *plan) {
 	switch full := int(alignDown(int64(end))); {
 	case !l.direct || full == end:
 		s.PrepWrite(fd, b.buf[start:end], off)
+		l.iov[0].Base, l.iov[0].Len = unsafe.SliceData(b.buf[start:]), uint64(end-start)
+		p.niov = 1
 		l.w.length = end - start
 	default:
 		// The partial last block goes from scratch, zero-padded: appenders
@@ -140,10 +144,13 @@ func (l *Log) prepWriteLocked(b *batch, p *plan) {
 		clear(l.scratch[end-full:])
 		if full == start {
 			s.PrepWrite(fd, l.scratch, off)
+			l.iov[0].Base, l.iov[0].Len = unsafe.SliceData(l.scratch), blockSize
+			p.niov = 1
 		} else {
 			l.iov[0].Base, l.iov[0].Len = unsafe.SliceData(b.buf[start:]), uint64(full-start)
 			l.iov[1].Base, l.iov[1].Len = unsafe.SliceData(l.scratch), blockSize
 			s.PrepWritev(fd, l.iov[:], off)
+			p.niov = 2
 		}
 		l.w.length = full + blockSize - start
 	}
@@ -165,6 +172,10 @@ func (l *Log) prepWriteLocked(b *batch, p *plan) {
 		l.s.took, l.s.hasTook = l.unsynced[0], true
 		l.unsynced = l.unsynced[:0]
 	}
+	// Under O_DIRECT, with nothing written before it left unsynced, the
+	// fdatasync need cover only this write: an inline commit may make both
+	// one pwritev2(RWF_DSYNC) (inline.go).
+	p.dsync = l.direct && !l.s.hasTook && !l.noDsync.Load()
 	l.stats.linked.Add(1)
 	l.prepSync(b.seg, p)
 }

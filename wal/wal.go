@@ -207,7 +207,10 @@ type Log struct {
 	failed  atomic.Bool   // err is set
 
 	commitQ waitqueue.Queue // appenders waiting for durability: non-exclusive, one broadcast per fdatasync
-	spaceQ  waitqueue.Queue // appenders waiting for buffer space: exclusive
+	wakeMu  sync.Mutex      // one commit broadcast at a time: its walk fills woken
+	woken   []*commitWaiter
+	helping atomic.Pointer[wakeGroup] // the broadcast sending wake-ups, if any
+	spaceQ  waitqueue.Queue           // appenders waiting for buffer space: exclusive
 
 	prepWG   sync.WaitGroup
 	replayWG sync.WaitGroup
@@ -215,9 +218,10 @@ type Log struct {
 	truncMu  sync.Mutex    // one TruncateFront at a time
 	readSem  chan struct{} // bounds Replay's reads in flight (see Open)
 
-	mem     []byte // mmap'd batch buffers and scratch: never moved, never collected
-	scratch []byte // the partial last block of an O_DIRECT write
-	iov     [2]unix.Iovec
+	mem     []byte        // mmap'd batch buffers and scratch: never moved, never collected
+	scratch []byte        // the partial last block of an O_DIRECT write
+	iov     [2]unix.Iovec // the write in flight, for writev and pwritev2
+	noDsync atomic.Bool   // the kernel refused pwritev2(RWF_DSYNC)
 
 	onWrite, onSync, onZero, onZeroWrite func(res int32, flags uint32)
 
@@ -225,6 +229,9 @@ type Log struct {
 
 	stats struct {
 		appends, writes, syncs, linked, inline, spaceWaits, rolls, wakeups, settleMisses, recycled, zeroSlices, retried atomic.Uint64
+		// inline commits made as one pwritev2(RWF_DSYNC); broadcasts that
+		// collected their waiters (durable.go)
+		dsync, collected atomic.Uint64
 	}
 }
 

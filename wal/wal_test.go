@@ -291,33 +291,47 @@ func (l *Log) setHold(hold bool) {
 // its completion wakes all 64 with a single broadcast.
 func TestGroupCommitOneBroadcast(t *testing.T) {
 	for name, o := range modes(Options{SegmentSize: 1 << 20}) {
-		t.Run(name, func(t *testing.T) {
-			l := openT(t, t.TempDir(), o)
-			defer l.Close()
-			l.setHold(true)
-			const n = 64
-			errs := make(chan error, n)
-			for g := range n {
-				go func() {
-					_, err := l.Append(context.Background(), testRecord(g, 0))
-					errs <- err
-				}()
+		// The broadcast collects the waiters and sends after the walk,
+		// helped by the woken: each of them must get its wake-up, in a
+		// crowd and in one larger than a Go run queue holds.
+		for _, n := range []int{64, 320} {
+			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) { groupCommitOneBroadcast(t, o, n) })
+		}
+	}
+}
+
+func groupCommitOneBroadcast(t *testing.T, o Options, n int) {
+	l := openT(t, t.TempDir(), o)
+	defer l.Close()
+	l.setHold(true)
+	errs := make(chan error, n)
+	for g := range n {
+		go func() {
+			_, err := l.Append(context.Background(), testRecord(g, 0))
+			errs <- err
+		}()
+	}
+	waitFor(t, "the appenders queued", func() bool { return l.commitQ.Len() == n })
+	if st := l.Stats(); st.Writes != 0 || st.Syncs != 0 || st.Appends != uint64(n) {
+		t.Fatalf("while held: %+v", st)
+	}
+	l.setHold(false)
+	for i := range n {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
 			}
-			waitFor(t, "64 appenders queued", func() bool { return l.commitQ.Len() == n })
-			if st := l.Stats(); st.Writes != 0 || st.Syncs != 0 || st.Appends != n {
-				t.Fatalf("while held: %+v", st)
-			}
-			l.setHold(false)
-			for range n {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
-			st := l.Stats()
-			if st.Writes != 1 || st.Syncs != 1 || st.LinkedSyncs != 1 || st.Wakeups != n || st.DurableLSN != n {
-				t.Fatalf("stats %+v: want 1 write linked to 1 fdatasync waking %d", st, n)
-			}
-		})
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d appenders returned: a wake-up was lost", i, n)
+		}
+	}
+	st := l.Stats()
+	if st.Writes != 1 || st.Syncs != 1 || st.LinkedSyncs != 1 || st.Wakeups != uint64(n) || st.DurableLSN != uint64(n) {
+		t.Fatalf("stats %+v: want 1 write linked to 1 fdatasync waking %d", st, n)
+	}
+	if c := l.stats.collected.Load(); c != 1 {
+		t.Fatalf("%d broadcasts collected their waiters, want 1", c)
 	}
 }
 

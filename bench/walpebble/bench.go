@@ -290,9 +290,20 @@ type result struct {
 	records   int
 	elapsed   time.Duration
 	p50, p99  time.Duration
-	syncs     uint64 // fdatasyncs the implementation made
-	flushes   int64  // flush requests the disk completed (-1: unknown)
-	detail    string // the log's own counters over the window, if it has any
+	syncs     uint64        // fdatasyncs the implementation made
+	flushes   int64         // flush requests the disk completed (-1: unknown)
+	detail    string        // the log's own counters over the window, if it has any
+	cpu       time.Duration // the process's user+system CPU time over the window
+}
+
+// cpuTime is the process's user+system CPU time so far: per record, it
+// shows how close a window came to the machine's CPU limit.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (r result) perSec(n float64) float64 { return n / r.elapsed.Seconds() }
@@ -340,7 +351,7 @@ func run(root string, im impl, appenders int, d time.Duration) (result, error) {
 			lats[g] = l
 		}()
 	}
-	s0, f0 := lg.syncs(), disk.read()
+	s0, f0, c0 := lg.syncs(), disk.read(), cpuTime()
 	var st0 wal.Stats
 	if s, ok := lg.(statser); ok {
 		st0 = s.stats()
@@ -350,7 +361,7 @@ func run(root string, im impl, appenders int, d time.Duration) (result, error) {
 	time.Sleep(d)
 	stop.Store(true)
 	wg.Wait()
-	r := result{impl: im.name, appenders: appenders, elapsed: time.Since(t0)}
+	r := result{impl: im.name, appenders: appenders, elapsed: time.Since(t0), cpu: cpuTime() - c0}
 	r.syncs, r.flushes = lg.syncs()-s0, disk.since(f0)
 	if s, ok := lg.(statser); ok {
 		st := s.stats()

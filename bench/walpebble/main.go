@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,9 +30,20 @@ func main() {
 	dur := flag.Duration("dur", 3*time.Second, "measured window per implementation, appender count and round")
 	recycledSize := flag.Int64("recycled-size", 512<<20, "size of Pebble's recycled log file: larger than a window writes, so no window extends it")
 	raw := flag.Bool("raw", false, "also print every window")
-	only := flag.String("only", "", "run only these implementations (comma-separated: pebble, wal, pebble-recycled, wal-recycled), for tracing one")
+	only := flag.String("only", "", "run only these implementations (comma-separated: pebble, wal, pebble-recycled, wal-recycled); the table shows the pairs that both ran")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	ns, err := parseCounts(*counts)
+	if err == nil && *cpuprofile != "" {
+		var stop func() error
+		if stop, err = startProfile(*cpuprofile); err == nil {
+			defer func() {
+				if perr := stop(); perr != nil {
+					fmt.Fprintln(os.Stderr, "walpebble:", perr)
+				}
+			}()
+		}
+	}
 	if err == nil {
 		err = bench(os.Stdout, *dir, ns, *rounds, *dur, *recycledSize, *raw, *only)
 	}
@@ -39,6 +51,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "walpebble:", err)
 		os.Exit(1)
 	}
+}
+
+func startProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error { pprof.StopCPUProfile(); return f.Close() }, nil
 }
 
 func parseCounts(s string) ([]int, error) {
@@ -85,21 +109,22 @@ func bench(out io.Writer, dir string, counts []int, rounds int, d time.Duration,
 					return err
 				}
 				if raw {
-					fmt.Fprintf(out, "round %d %-16s appenders=%-3d %9.0f rec/s p50 %6.0fµs p99 %6.0fµs %7.0f syncs/s flushes/sync %s %s\n",
-						round+1, r.impl, n, r.perSec(float64(r.records)), us(r.p50), us(r.p99), r.perSec(float64(r.syncs)), flushRatio(r), r.detail)
+					fmt.Fprintf(out, "round %d %-16s appenders=%-3d %9.0f rec/s p50 %6.0fµs p99 %6.0fµs %7.0f syncs/s flushes/sync %s cpu %.1fµs/rec %.2f cores %s\n",
+						round+1, r.impl, n, r.perSec(float64(r.records)), us(r.p50), us(r.p99), r.perSec(float64(r.syncs)), flushRatio(r),
+						us(r.cpu)/float64(max(r.records, 1)), r.cpu.Seconds()/r.elapsed.Seconds(), r.detail)
 				}
 				all[key(im.name, n)] = append(all[key(im.name, n)], r)
 			}
 		}
-	}
-	if only != "" {
-		return nil
 	}
 	fmt.Fprintf(out, "\n%d-byte records, durable before the next; medians of %d rounds of %v (write cache: %v)\n\n", recordSize, rounds, d, writeCache(root))
 	fmt.Fprintln(out, "| appenders | log | Pebble rec/s | wal rec/s | ratio | Pebble p50/p99 µs | wal p50/p99 µs | Pebble syncs/s | wal syncs/s | flushes/sync Pebble, wal |")
 	fmt.Fprintln(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, kind := range [][2]string{{"pebble", "wal"}, {"pebble-recycled", "wal-recycled"}} {
 		for _, n := range counts {
+			if len(all[key(kind[0], n)]) == 0 || len(all[key(kind[1], n)]) == 0 {
+				continue // -only left one of the pair out
+			}
 			p, w := summarize(all[key(kind[0], n)]), summarize(all[key(kind[1], n)])
 			label := "new"
 			if kind[1] == "wal-recycled" {
