@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	ringwake "github.com/ringwake/ringwake/runtime"
 	"github.com/ringwake/ringwake/sqe"
@@ -22,8 +23,8 @@ var shardCases = []struct {
 }{
 	{"shards=1", 1, ringwake.RouteHint},
 	{"shards=2", 2, ringwake.RouteHint},
-	{"shards=2/roundrobin", 2, ringwake.RouteRoundRobin},
-	{"shards=2/random", 2, ringwake.RouteRandom},
+	{"shards=2-roundrobin", 2, ringwake.RouteRoundRobin},
+	{"shards=2-random", 2, ringwake.RouteRandom},
 }
 
 func shardBench(b *testing.B, cfg ringwake.Config, run func(b *testing.B, r *ringwake.Ring)) {
@@ -33,7 +34,10 @@ func shardBench(b *testing.B, cfg ringwake.Config, run func(b *testing.B, r *rin
 			cfg.Shards = c.shards
 			r := newRing(b, cfg)
 			ringwake.SetRouting(r, c.route)
+			cpu := startCPU(b)
 			run(b, r)
+			cpu.report(b)
+			reportShardShare(b, r)
 		})
 	}
 }
@@ -50,6 +54,7 @@ func BenchmarkShardsNopCallback(b *testing.B) {
 			r := newRing(b, ringwake.Config{Entries: 64, Shards: c.shards})
 			ringwake.SetRouting(r, c.route)
 			nopChains(b, r, 32*c.shards)
+			reportShardShare(b, r)
 		})
 	}
 }
@@ -89,10 +94,49 @@ func (c *nopChain) fail(err error) {
 
 func nopChains(b *testing.B, r *ringwake.Ring, chains int) {
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	b.ResetTimer()
 	nopChainsN(b, r, chains, b.N)
 	b.StopTimer()
 	reportOps(b)
+	cpu.report(b)
+}
+
+// cpuClock is the process's user and system CPU time at a benchmark's start.
+type cpuClock struct{ user, sys time.Duration }
+
+func readCPU(b *testing.B) cpuClock {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return cpuClock{time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())}
+}
+
+func startCPU(b *testing.B) cpuClock { return readCPU(b) }
+
+// report adds the CPU per op since c, user and kernel apart: on 2 vCPUs a
+// second shard can only help by using the second CPU, so time per op alone
+// does not tell a cheaper request from a busier machine.
+func (c cpuClock) report(b *testing.B) {
+	now := readCPU(b)
+	n := float64(max(b.N, 1))
+	b.ReportMetric(float64(now.user-c.user)/n, "user-ns/op")
+	b.ReportMetric(float64(now.sys-c.sys)/n, "sys-ns/op")
+}
+
+// reportShardShare adds the busiest shard's share of the completions: a
+// share well above 1/Shards means one shard carried the run alone for a
+// while.
+func reportShardShare(b *testing.B, r *ringwake.Ring) {
+	var total, top uint64
+	for _, st := range r.ShardStats() {
+		total += st.Completed
+		top = max(top, st.Completed)
+	}
+	if total > 0 {
+		b.ReportMetric(float64(top)/float64(total), "top-shard-share")
+	}
 }
 
 // nopChainsN runs n NOPs on r in chains chains and waits for them.
@@ -172,6 +216,7 @@ func BenchmarkTwoRingsNopCallback(b *testing.B) {
 	r2 := newRing(b, ringwake.Config{Entries: 64})
 	var wg sync.WaitGroup
 	half := b.N / 2
+	cpu := startCPU(b)
 	b.ResetTimer()
 	for _, r := range []*ringwake.Ring{r1, r2} {
 		wg.Add(1)
@@ -183,4 +228,5 @@ func BenchmarkTwoRingsNopCallback(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	reportOps(b)
+	cpu.report(b)
 }
