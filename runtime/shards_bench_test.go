@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	ringwake "github.com/ringwake/ringwake/runtime"
 	"github.com/ringwake/ringwake/sqe"
@@ -60,7 +61,11 @@ func BenchmarkShardsNopCallback(b *testing.B) {
 }
 
 // nopChains runs chains NOP chains of b.N/chains NOPs each, every callback
-// submitting its chain's next NOP.
+// submitting its chain's next NOP. A chain fills 128 bytes, its allocation
+// class, so that chains allocated one after another, and dealt to
+// alternate shards, share no cache line: a chain's left, written on every
+// completion, would otherwise sit beside another shard's chain's SQE,
+// which that shard reads on every submission.
 type nopChain struct {
 	r     *ringwake.Ring
 	s     sqe.SQE
@@ -68,6 +73,7 @@ type nopChain struct {
 	cb    func(res int32, flags uint32)
 	done  *sync.WaitGroup
 	errCh chan error
+	_     [128 - 104]byte
 }
 
 func (c *nopChain) fire(res int32, _ uint32) {
@@ -141,6 +147,9 @@ func reportShardShare(b *testing.B, r *ringwake.Ring) {
 
 // nopChainsN runs n NOPs on r in chains chains and waits for them.
 func nopChainsN(b *testing.B, r *ringwake.Ring, chains, n int) {
+	if sz := unsafe.Sizeof(nopChain{}); sz != 128 {
+		b.Fatalf("nopChain is %d bytes, want 128 (see its padding)", sz)
+	}
 	var wg sync.WaitGroup
 	errCh := make(chan error, 1)
 	cs := make([]*nopChain, chains)
