@@ -160,6 +160,7 @@ type Ring struct {
 	hints     sync.Pool     // *shardHint, one per P in effect (see pickShard)
 	nextHint  atomic.Uint32 // assigns a shard to a P the pool has no hint for: cold
 	rr        atomic.Uint32 // routeRoundRobin only: the shared counter measured against hints
+	reapers   []shardReaper // per shard: where its reaper's stack is while it runs callbacks
 	files     fileTable
 	fastReads bool // Files opened without O_DIRECT try preadv2(RWF_NOWAIT) first
 	cls       classes
@@ -193,10 +194,11 @@ func New(cfg Config) (*Ring, error) {
 		pc.Group = new(poller.Group)
 		r.shards = make([]*poller.Poller, 0, n)
 		r.hints.New = r.newHint
+		r.reapers = make([]shardReaper, n)
 	}
 	for i := range n {
 		if r.shards != nil {
-			pc.OnCallbacks = r.markP(i)
+			pc.OnCallbacks = r.markReaper(i)
 		}
 		p, err := poller.New(pc)
 		if err != nil && refused(err) && i == 0 {

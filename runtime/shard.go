@@ -2,27 +2,58 @@ package runtime
 
 import (
 	"math/rand/v2"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/ringwake/ringwake/poller"
 )
 
 // Choosing a shard for a request, with no cache line that every submitter
-// writes: a sync.Pool keeps one shardHint per P in effect (its per-P
-// private slot, reached without an atomic read-modify-write). Outside
-// callbacks a P deals its requests to the shards in turn, so even one
-// goroutine's submissions spread; while a shard's reaper runs callbacks it
-// marks its P as its own, so a callback's Submit stays on its shard, where
-// its completion comes back to the same reaper without waking another.
+// writes.
+//
+// A callback's Submit goes to the shard whose callbacks are running, where
+// its completion comes back to the same reaper without waking another. The
+// reaper is told by its stack: while a shard runs callbacks its reaper
+// publishes an address on its own goroutine's stack (shardReaper), and a
+// Submit made from a callback has its frames a little below that address,
+// on the same stack, whichever P or thread the reaper has moved to
+// meanwhile. Reading the published addresses costs no write and, on the
+// reaper's own shard, no cache miss: each changes once per batch of
+// callbacks. Another goroutine whose stack happens to lie within the window
+// is routed to that shard too, which is harmless: the routing is a
+// preference, never a guarantee (the Group guard in the poller identifies
+// the reaper exactly where it matters). A reaper whose stack was copied to
+// grow mid-batch is not recognised until its next batch, likewise harmless.
+//
+// Everything else is dealt to the shards in turn by the P it runs on: a
+// sync.Pool keeps one shardHint per P in effect (its per-P private slot,
+// reached without an atomic read-modify-write), so even one goroutine's
+// submissions spread.
 
-// shardHint is a P's shard state: next in turn, and the shard whose
-// callbacks run on the P now (plus one; 0: none).
-type shardHint struct{ next, reaping uint32 }
+// shardHint is a P's next shard in turn.
+type shardHint struct{ next uint32 }
+
+// shardReaper is a shard's published stack address, on a cache line of its
+// own so that one shard's batches do not invalidate another's.
+type shardReaper struct {
+	sp atomic.Uintptr // while the shard runs callbacks: an address on its reaper's stack; else 0
+	_  [cacheLine - 8]byte
+}
+
+const cacheLine = 64
+
+// reaperWindow bounds how far below the published address a callback's
+// Submit lies on the reaper's stack: the dispatch, the callback and its own
+// calls take a few hundred bytes. A callback deeper than that is dealt like
+// any other submission. A wider window would let more goroutines whose
+// stacks lie just below a reaper's pass for it.
+const reaperWindow = 4 << 10
 
 // routing is how a sharded Ring picks a shard; routeHint outside benchmarks.
 type routing uint8
 
 const (
-	routeHint       routing = iota // the P's hint (see above)
+	routeHint       routing = iota // callbacks to their shard, else the P's turn (see above)
 	routeRoundRobin                // a shared atomic counter: one cache line all submitters write
 	routeRandom                    // math/rand/v2's per-thread generator, callbacks included
 )
@@ -43,17 +74,36 @@ func (r *Ring) pickShard() *poller.Poller {
 	case routeRandom:
 		return r.shards[rand.Uint32N(n)]
 	}
-	h := r.hints.Get().(*shardHint)
-	i := h.reaping - 1
-	if h.reaping == 0 {
-		h.next++
-		if h.next >= n {
-			h.next = 0
-		}
-		i = h.next
+	if i, ok := r.reaperShard(); ok {
+		return r.shards[i]
 	}
+	h := r.hints.Get().(*shardHint)
+	h.next++
+	if h.next >= n {
+		h.next = 0
+	}
+	i := h.next
 	r.hints.Put(h)
 	return r.shards[i]
+}
+
+// reaperShard returns the shard whose callbacks the caller runs, if it
+// recognises one (see above).
+//
+//go:noinline
+func (r *Ring) reaperShard() (int, bool) {
+	var probe byte
+	sp := uintptr(unsafe.Pointer(&probe))
+	best, dist := -1, uintptr(reaperWindow)
+	for i := range r.reapers {
+		// The closest address above: a reaper's own is a few hundred bytes
+		// up its stack, and no other reaper's lies between (stacks do
+		// not overlap), however the stacks sit in memory.
+		if top := r.reapers[i].sp.Load(); top > sp && top-sp < dist {
+			best, dist = i, top-sp
+		}
+	}
+	return best, best >= 0
 }
 
 // newHint starts a P with no hint (a new P, or after a GC emptied the pool)
@@ -62,19 +112,17 @@ func (r *Ring) newHint() any {
 	return &shardHint{next: r.nextHint.Add(1) % uint32(len(r.shards))}
 }
 
-// markP returns shard i's poller.Config.OnCallbacks: while its callbacks
-// run, the P the reaper runs on submits to shard i. A reaper moved to
-// another P mid-batch leaves a mark behind, which costs locality only: the
-// next batch on that P replaces it.
-func (r *Ring) markP(i int) func(bool) {
+// markReaper returns shard i's poller.Config.OnCallbacks, which runs on
+// the reaping goroutine around each batch of callbacks: it publishes an
+// address on that goroutine's stack for the batch.
+func (r *Ring) markReaper(i int) func(bool) {
 	return func(running bool) {
-		h := r.hints.Get().(*shardHint)
-		if running {
-			h.reaping = uint32(i) + 1
-		} else {
-			h.reaping = 0
+		if !running {
+			r.reapers[i].sp.Store(0)
+			return
 		}
-		r.hints.Put(h)
+		var probe byte
+		r.reapers[i].sp.Store(uintptr(unsafe.Pointer(&probe)))
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+	"unsafe"
 
 	ringwake "github.com/ringwake/ringwake/runtime"
 	"github.com/ringwake/ringwake/sqe"
@@ -22,8 +24,8 @@ var shardCases = []struct {
 }{
 	{"shards=1", 1, ringwake.RouteHint},
 	{"shards=2", 2, ringwake.RouteHint},
-	{"shards=2/roundrobin", 2, ringwake.RouteRoundRobin},
-	{"shards=2/random", 2, ringwake.RouteRandom},
+	{"shards=2-roundrobin", 2, ringwake.RouteRoundRobin},
+	{"shards=2-random", 2, ringwake.RouteRandom},
 }
 
 func shardBench(b *testing.B, cfg ringwake.Config, run func(b *testing.B, r *ringwake.Ring)) {
@@ -33,7 +35,10 @@ func shardBench(b *testing.B, cfg ringwake.Config, run func(b *testing.B, r *rin
 			cfg.Shards = c.shards
 			r := newRing(b, cfg)
 			ringwake.SetRouting(r, c.route)
+			cpu := startCPU(b)
 			run(b, r)
+			cpu.report(b)
+			reportShardShare(b, r)
 		})
 	}
 }
@@ -50,12 +55,17 @@ func BenchmarkShardsNopCallback(b *testing.B) {
 			r := newRing(b, ringwake.Config{Entries: 64, Shards: c.shards})
 			ringwake.SetRouting(r, c.route)
 			nopChains(b, r, 32*c.shards)
+			reportShardShare(b, r)
 		})
 	}
 }
 
 // nopChains runs chains NOP chains of b.N/chains NOPs each, every callback
-// submitting its chain's next NOP.
+// submitting its chain's next NOP. A chain fills 128 bytes, its allocation
+// class, so that chains allocated one after another, and dealt to
+// alternate shards, share no cache line: a chain's left, written on every
+// completion, would otherwise sit beside another shard's chain's SQE,
+// which that shard reads on every submission.
 type nopChain struct {
 	r     *ringwake.Ring
 	s     sqe.SQE
@@ -63,6 +73,7 @@ type nopChain struct {
 	cb    func(res int32, flags uint32)
 	done  *sync.WaitGroup
 	errCh chan error
+	_     [128 - 104]byte
 }
 
 func (c *nopChain) fire(res int32, _ uint32) {
@@ -89,14 +100,56 @@ func (c *nopChain) fail(err error) {
 
 func nopChains(b *testing.B, r *ringwake.Ring, chains int) {
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	b.ResetTimer()
 	nopChainsN(b, r, chains, b.N)
 	b.StopTimer()
 	reportOps(b)
+	cpu.report(b)
+}
+
+// cpuClock is the process's user and system CPU time at a benchmark's start.
+type cpuClock struct{ user, sys time.Duration }
+
+func readCPU(b *testing.B) cpuClock {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return cpuClock{time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())}
+}
+
+func startCPU(b *testing.B) cpuClock { return readCPU(b) }
+
+// report adds the CPU per op since c, user and kernel apart: on 2 vCPUs a
+// second shard can only help by using the second CPU, so time per op alone
+// does not tell a cheaper request from a busier machine.
+func (c cpuClock) report(b *testing.B) {
+	now := readCPU(b)
+	n := float64(max(b.N, 1))
+	b.ReportMetric(float64(now.user-c.user)/n, "user-ns/op")
+	b.ReportMetric(float64(now.sys-c.sys)/n, "sys-ns/op")
+}
+
+// reportShardShare adds the busiest shard's share of the completions: a
+// share well above 1/Shards means one shard carried the run alone for a
+// while.
+func reportShardShare(b *testing.B, r *ringwake.Ring) {
+	var total, top uint64
+	for _, st := range r.ShardStats() {
+		total += st.Completed
+		top = max(top, st.Completed)
+	}
+	if total > 0 {
+		b.ReportMetric(float64(top)/float64(total), "top-shard-share")
+	}
 }
 
 // nopChainsN runs n NOPs on r in chains chains and waits for them.
 func nopChainsN(b *testing.B, r *ringwake.Ring, chains, n int) {
+	if sz := unsafe.Sizeof(nopChain{}); sz != 128 {
+		b.Fatalf("nopChain is %d bytes, want 128 (see its padding)", sz)
+	}
 	var wg sync.WaitGroup
 	errCh := make(chan error, 1)
 	cs := make([]*nopChain, chains)
@@ -172,6 +225,7 @@ func BenchmarkTwoRingsNopCallback(b *testing.B) {
 	r2 := newRing(b, ringwake.Config{Entries: 64})
 	var wg sync.WaitGroup
 	half := b.N / 2
+	cpu := startCPU(b)
 	b.ResetTimer()
 	for _, r := range []*ringwake.Ring{r1, r2} {
 		wg.Add(1)
@@ -183,4 +237,5 @@ func BenchmarkTwoRingsNopCallback(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	reportOps(b)
+	cpu.report(b)
 }
