@@ -292,9 +292,9 @@ type classSub struct {
 
 func (r *Ring) submitClass(sc *scheduler, c *Class, s *sqe.SQE, done func(res int32, flags uint32)) error {
 	if s == nil || done == nil || s.Flags&(sqe.IOLink|sqe.IOHardlink|sqe.CQESkipSuccess) != 0 {
-		return r.pick().Submit(s, done) // the poller's own refusal, with its error
+		return r.pickSpread().Submit(s, done) // the poller's own refusal, with its error
 	}
-	sub := &classSub{sc: sc, c: c, s: *s, done: done, p: r.pick()}
+	sub := &classSub{sc: sc, c: c, s: *s, done: done, p: r.pickSpread()}
 	sub.fire = sub.complete
 	sub.w.e.Func, sub.w.e.Private, sub.w.sub = fqWakeFunc, &sub.w, sub
 	var n uint64

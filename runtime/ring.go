@@ -348,7 +348,7 @@ func (r *Ring) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	if sc := r.cls.sched.Load(); sc != nil {
 		return r.submitClass(sc, sc.def, s, done)
 	}
-	return r.pick().Submit(s, done)
+	return r.pickSpread().Submit(s, done)
 }
 
 func (r *Ring) supported(op uint8) bool {
@@ -498,5 +498,5 @@ func (r *Ring) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)) 
 			return unsupported(ss[i].Opcode)
 		}
 	}
-	return r.pick().SubmitBatch(ss, dones)
+	return r.pickSpread().SubmitBatch(ss, dones)
 }
