@@ -58,7 +58,7 @@ const reaperWindow = 4 << 10
 type routing uint8
 
 const (
-	routeHint       routing = iota // callbacks to their shard, else the P's turn (see above)
+	routeHint       routing = iota // callbacks to their shard, else the P's home or turn (see above)
 	routeRoundRobin                // a shared atomic counter: one cache line all submitters write
 	routeRandom                    // math/rand/v2's per-thread generator, callbacks included
 )
@@ -69,10 +69,19 @@ func (r *Ring) pick() *poller.Poller {
 	if r.shards == nil {
 		return r.p
 	}
-	return r.pickShard()
+	return r.pickShard(false)
 }
 
-func (r *Ring) pickShard() *poller.Poller {
+// pickSpread is pick for callback submissions: from outside a reaper they
+// are dealt in turn, so one goroutine's chains spread over the shards.
+func (r *Ring) pickSpread() *poller.Poller {
+	if r.shards == nil {
+		return r.p
+	}
+	return r.pickShard(true)
+}
+
+func (r *Ring) pickShard(spread bool) *poller.Poller {
 	n := uint32(len(r.shards))
 	switch r.route {
 	case routeRoundRobin:
@@ -85,26 +94,12 @@ func (r *Ring) pickShard() *poller.Poller {
 	}
 	h := r.hints.Get().(*shardHint)
 	i := h.home
-	r.hints.Put(h)
-	return r.shards[i]
-}
-
-// pickSpread is pick for callback submissions from outside a reaper: dealt
-// in turn, so one goroutine's chains spread over the shards.
-func (r *Ring) pickSpread() *poller.Poller {
-	if r.shards == nil || r.route != routeHint {
-		return r.pick()
+	if spread {
+		if h.next++; h.next >= n {
+			h.next = 0
+		}
+		i = h.next
 	}
-	if i, ok := r.reaperShard(); ok {
-		return r.shards[i]
-	}
-	n := uint32(len(r.shards))
-	h := r.hints.Get().(*shardHint)
-	h.next++
-	if h.next >= n {
-		h.next = 0
-	}
-	i := h.next
 	r.hints.Put(h)
 	return r.shards[i]
 }
