@@ -34,13 +34,14 @@ func (l *Log) wake(wk wakes) (woken int) {
 			l.woken = make([]*commitWaiter, 0, cap(g.ws))
 		}
 		l.wakeMu.Unlock()
+		// Counted before any send: a woken appender may read Stats.
+		l.stats.wakeups.Add(uint64(woken))
 		if g != nil {
 			l.stats.collected.Add(1)
 			l.helping.Store(g)
 			g.send()
 			l.helping.CompareAndSwap(g, nil)
 		}
-		l.stats.wakeups.Add(uint64(woken))
 	}
 	switch {
 	case wk.spaceAll:
