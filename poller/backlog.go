@@ -137,6 +137,29 @@ func (p *Poller) release(idx uint32) {
 	}
 }
 
+// releaseAllLocked is releaseLocked for a chunk's slots (none holds a
+// done): with nobody in the backlog, they go back to the free list at once.
+func (p *Poller) releaseAllLocked(idxs []uint32) bool {
+	if p.backlog.Active() {
+		published := false
+		for _, idx := range idxs {
+			published = p.releaseLocked(idx) || published
+		}
+		return published
+	}
+	for _, idx := range idxs {
+		s := &p.slots[idx]
+		s.batch = nil
+		if s.keep != nil {
+			s.keep = nil
+		}
+	}
+	p.free = append(p.free, idxs...)
+	published := p.published
+	p.published = false
+	return published
+}
+
 // releaseLocked frees a slot, handing it to the first in the backlog FIFO
 // (a sleeping submitter or a deferred callback submission: one freed slot,
 // exactly one wake-up), else to the free list. It reports whether a deferred

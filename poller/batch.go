@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,11 +23,39 @@ import (
 )
 
 // batchWaiter is the one wait-queue entry behind a chunk: left counts the
-// completions still to come.
+// completions still to come. A chunk's requests share its first slot (the
+// head): their user_data name the head and their index in the chunk
+// (member), so that only the head is written and tagged for the whole
+// chunk, and each completion goes straight into res. The chunk's other
+// slots are held only to keep the count of requests in flight within the
+// SQ and CQ, and are never written.
 type batchWaiter struct {
 	left atomic.Int32
 	ch   chan struct{} // cap 1: one send per chunk
+	head *Slot         // tagged in flight until the chunk's last completion
+	// Written by the submitter before the head's tag store, read by the
+	// reaper after its tag load; res and again the other way, before the
+	// send on ch.
+	n         int
+	lone      uint64 // member j is linked to nothing: bit j
+	cancelGen uint64 // p.cancelGen once the chunk was written; no member is a cancel
+	retry     bool   // no member is a cancel, so a lone member's ECANCELED may be the kernel's own
+	again     uint64 // member j was canceled by the kernel on its own: bit j, to submit again
+	res       [MaxBatch]int32
+	// keep holds what each member's kernel side uses, reachable (on the
+	// heap, as the waiter is) until the chunk's last completion.
+	keep [MaxBatch]unsafe.Pointer
 }
+
+// Member user_data: the head slot's index, the member's index in the chunk
+// and memberBit in the low word (slots never number more than 1<<16, since
+// the SQ does not), the head's generation in the high word.
+const (
+	memberBit   = uint32(1) << 31
+	memberShift = 16
+	memberIdx   = uint32(1)<<memberShift - 1
+	memberJ     = uint64(1<<31-1) &^ uint64(memberIdx) // the member's index bits
+)
 
 // batchWaiters keeps SubmitAndWait free of allocations: a waiter goes back
 // only once its chunk is over and its token consumed.
@@ -63,10 +92,37 @@ func (p *Poller) SubmitAndWait(ctx context.Context, ss []sqe.SQE, res []int32, k
 			k = keep[i:]
 		}
 		n, err := p.chunk(ctx, w, ss[i:], res[i:], k)
+		if err == nil && w.again != 0 {
+			err = p.again(ctx, w, ss[i:], res[i:], k)
+		}
 		if err != nil {
 			return err
 		}
 		i += n
+	}
+	return nil
+}
+
+// again submits again, each on its own, the members of the chunk just
+// done that the kernel canceled on its own (see retryLocked), up to
+// maxRetries times each; what is still canceled then keeps -ECANCELED.
+func (p *Poller) again(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []int32, keep []unsafe.Pointer) error {
+	again := w.again
+	for try := 0; again != 0 && try < maxRetries; try++ {
+		var left uint64
+		for m := again; m != 0; m &= m - 1 {
+			j := bits.TrailingZeros64(m)
+			var k []unsafe.Pointer
+			if keep != nil {
+				k = keep[j : j+1]
+			}
+			p.stats.retried.Add(1)
+			if _, err := p.chunk(ctx, w, ss[j:j+1], res[j:j+1], k); err != nil {
+				return err
+			}
+			left |= w.again << j
+		}
+		again = left
 	}
 	return nil
 }
@@ -102,24 +158,23 @@ const linkFlags = sqe.IOLink | sqe.IOHardlink
 // (without cutting a link chain), waits for all of it and reports its length.
 func (p *Poller) chunk(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []int32, keep []unsafe.Pointer) (int, error) {
 	var idxs [MaxBatch]uint32
-	var uds [MaxBatch]uint64
 	want := min(len(ss), MaxBatch, len(p.slots))
-	head := 1 // the leading chain, which must have all its slots at once
-	for head < want && ss[head-1].Flags&linkFlags != 0 {
-		head++
+	lead := 1 // the leading chain, which must have all its slots at once
+	for lead < want && ss[lead-1].Flags&linkFlags != 0 {
+		lead++
 	}
 	var got int
-	if head == 1 {
+	if lead == 1 {
 		idx, err := p.acquire(ctx)
 		if err != nil {
 			return 0, err
 		}
 		idxs[0], got = idx, 1
 	} else {
-		if err := p.acquireAll(ctx, idxs[:head]); err != nil {
+		if err := p.acquireAll(ctx, idxs[:lead]); err != nil {
 			return 0, err
 		}
-		got = head
+		got = lead
 	}
 	for got < want {
 		idx, ok := p.takeSlotLocked()
@@ -130,7 +185,7 @@ func (p *Poller) chunk(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []
 		got++
 	}
 	n := got
-	for n > head && ss[n-1].Flags&linkFlags != 0 {
+	for n > lead && ss[n-1].Flags&linkFlags != 0 {
 		n-- // the chunk ends at a chain's end
 	}
 	published := false
@@ -140,15 +195,51 @@ func (p *Poller) chunk(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []
 	w.left.Store(int32(n))
 	// The chunk is one caller, not n, to the crowd rule (see batchExtra).
 	p.batchExtra.Add(int64(n - 1))
+	head := &p.slots[idxs[0]]
+	w.head, w.n, w.again, w.lone, w.retry = head, n, 0, 0, true
+	if keep != nil {
+		copy(w.keep[:n], keep)
+	}
+	blockIO := false
 	for j := range n {
-		slot := &p.slots[idxs[j]]
-		slot.entry.Func = nil // dispatch counts batch slots down itself (countDown)
-		slot.batch = w
-		if keep != nil {
-			slot.keep = keep[j]
+		blockIO = blockIO || isBlockIO(ss[j].Opcode)
+		if ss[j].Flags&linkFlags == 0 && (j == 0 || ss[j-1].Flags&linkFlags == 0) {
+			w.lone |= 1 << j
 		}
-		lone := ss[j].Flags&linkFlags == 0 && (j == 0 || ss[j-1].Flags&linkFlags == 0)
-		uds[j] = p.writeSlotLocked(slot, &ss[j], lone)
+		if cancels(ss[j].Opcode) {
+			// A member's ECANCELED may then be this cancel's doing.
+			w.retry = false
+			p.cancelGen.Add(1)
+		}
+	}
+	w.cancelGen = p.cancelGen.Load()
+	if head.entry.Func != nil {
+		head.entry.Func = nil // dispatch counts members down itself (countDown)
+	}
+	head.batch = w
+	head.gen = (head.gen + 1) & genMask
+	ud := uint64(head.gen)<<32 | uint64(memberBit|head.idx)
+	// The tag store orders every field above before the reaper's tag load.
+	head.tag.Store(uint64(head.gen)<<2 | slotInFlight)
+	if first, second, ok := p.ring.GetSQEs(uint32(n)); ok {
+		copy(first, ss)
+		copy(second, ss[len(first):n])
+		for j := range first {
+			first[j].UserData = ud | uint64(j)<<memberShift
+		}
+		for j := range second {
+			second[j].UserData = ud | uint64(len(first)+j)<<memberShift
+		}
+	} else {
+		for j := range n { // internal cancels took SQEs: flushed as they fill
+			q := p.getSQELocked()
+			*q = ss[j]
+			q.UserData = ud | uint64(j)<<memberShift
+		}
+	}
+	p.lastSQE = nil // nothing links to a chunk's last SQE
+	if blockIO && !p.ioPending.Load() {
+		p.ioPending.Store(true)
 	}
 	p.pending.Add(int64(n))
 	p.stats.submitted.Add(uint64(n))
@@ -167,9 +258,10 @@ func (p *Poller) chunk(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []
 		select {
 		case <-w.ch:
 		case <-done:
-			for j := range n {
-				if p.slots[idxs[j]].tag.Load() == uds[j]>>32<<2|slotInFlight {
-					p.cancel(uds[j])
+			if head.tag.Load() == ud>>32<<2|slotInFlight {
+				// Members already completed are not found: a harmless miss.
+				for j := range n {
+					p.cancel(ud | uint64(j)<<memberShift)
 				}
 			}
 			<-w.ch // the kernel has let go of every buffer only now
@@ -177,18 +269,19 @@ func (p *Poller) chunk(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []
 		}
 	}
 	p.batchExtra.Add(-int64(n - 1))
+	if keep != nil {
+		clear(w.keep[:n])
+	}
+	copy(res[:n], w.res[:n])
 	closed := false
 	for j := range n {
-		res[j] = p.slots[idxs[j]].res
 		closed = closed || res[j] == -int32(syscall.ECANCELED)
 	}
 	if err == nil && closed && p.closed.Load() {
 		err = ErrClosed
 	}
 	p.mu.Lock()
-	for _, idx := range idxs[:n] {
-		published = p.releaseLocked(idx) || published
-	}
+	published = p.releaseAllLocked(idxs[:n]) || published
 	p.mu.Unlock()
 	if published {
 		p.kick()

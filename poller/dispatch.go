@@ -36,6 +36,7 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 	var bw *batchWaiter
 	var bn int32
 	var counted uint64 // completed, not yet added to stats: added before any wake
+	var chunkUD uint64 // bw's members' user_data, less their index: checked already
 	for i := range cqes {
 		c := &cqes[i]
 		more := c.Flags&ring.CQEFMore != 0
@@ -46,14 +47,44 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 			continue
 		}
 		idx := uint32(c.UserData)
+		if idx&memberBit != 0 {
+			// A chunk's completions come in runs: the first of a run checks
+			// the head, the others only that they are of the same chunk.
+			if j := int(idx &^ memberBit >> memberShift); c.UserData&^memberJ == chunkUD && c.Res >= 0 && !more && j < bw.n {
+				bw.res[j] = c.Res
+				done++
+				counted++
+				bn++
+				continue
+			}
+			b := p.member(c, idx&memberIdx, uint32(c.UserData>>32)&genMask, more)
+			switch {
+			case b == nil:
+				stale++
+				continue
+			case more:
+				continue
+			}
+			done++
+			counted++
+			if b != bw {
+				p.countDown(bw, bn, &counted)
+				bw, bn = b, 0
+				chunkUD = c.UserData &^ memberJ
+			}
+			bn++
+			woke = true
+			continue
+		}
 		gen := uint32(c.UserData>>32) & genMask
 		if idx >= uint32(len(p.slots)) {
 			stale++
 			continue
 		}
 		s := &p.slots[idx]
-		if s.tag.Load() != uint64(gen)<<2|slotInFlight {
-			// Never delivered, and not counted against pending: no SQE of ours is behind it.
+		if s.tag.Load() != uint64(gen)<<2|slotInFlight || s.batch != nil {
+			// Never delivered, and not counted against pending: no SQE of
+			// ours is behind it (a chunk's head never is: its members are).
 			stale++
 			continue
 		}
@@ -67,21 +98,6 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 			if again {
 				continue
 			}
-		}
-		if b := s.batch; b != nil {
-			s.res, s.flags = c.Res, c.Flags
-			if more {
-				continue // a multishot request's last completion is the one that counts
-			}
-			s.tag.Store(uint64(gen)<<2 | slotDone)
-			counted++
-			if b != bw {
-				p.countDown(bw, bn, &counted)
-				bw, bn = b, 0
-			}
-			bn++
-			woke = true
-			continue
 		}
 		if s.done != nil {
 			delivered++
@@ -151,8 +167,38 @@ func (p *Poller) countDown(b *batchWaiter, n int32, counted *uint64) {
 	p.stats.completed.Add(*counted)
 	*counted = 0
 	if b.left.Add(-n) == 0 {
+		if h := b.head; h != nil {
+			h.tag.Store(uint64(h.gen)<<2 | slotDone)
+		}
 		b.ch <- struct{}{}
 	}
+}
+
+// member delivers a completion of a SubmitAndWait chunk's request into its
+// waiter: the waiter, or nil for a stale completion (not the head's
+// generation in flight, or an index past the chunk). A lone member the
+// kernel canceled on its own is marked for its caller to submit again
+// (again), which the caller does once the chunk is over: only it holds the
+// SQE.
+func (p *Poller) member(c *ring.CQE, idx, gen uint32, more bool) *batchWaiter {
+	if idx >= uint32(len(p.slots)) {
+		return nil
+	}
+	h := &p.slots[idx]
+	if h.tag.Load() != uint64(gen)<<2|slotInFlight {
+		return nil
+	}
+	b := h.batch
+	j := uint32(c.UserData) &^ memberBit >> memberShift
+	if b == nil || int(j) >= b.n {
+		return nil
+	}
+	if c.Res == -int32(syscall.ECANCELED) && !more && b.retry && b.lone&(1<<j) != 0 &&
+		!p.closed.Load() && b.cancelGen == p.cancelGen.Load() {
+		b.again |= 1 << j
+	}
+	b.res[j] = c.Res
+	return b
 }
 
 // fireCallback is the wake function of a Submit request. The poller does not

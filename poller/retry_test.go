@@ -128,3 +128,39 @@ func TestRequestedCancelIsNotRetried(t *testing.T) {
 		t.Errorf("Retried = %d, want 0", n)
 	}
 }
+
+// A batch member the kernel cancels on its own is submitted again by its
+// caller once the rest of the chunk is done, so SubmitAndWait still returns
+// what was asked for: a NOP, a read of an empty pipe canceled behind the
+// poller's back and then fed, a NOP.
+func TestKernelCancelOfBatchMemberIsRetried(t *testing.T) {
+	p := newPoller(t, Config{Entries: 8})
+	rd, wr := rawPipe(t)
+	buf := make([]byte, 1)
+	ss := make([]sqe.SQE, 3)
+	ss[0].PrepNop()
+	ss[1].PrepRead(int32(rd), buf, 0)
+	ss[2].PrepNop()
+	res := []int32{-1, -1, -1}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- p.SubmitAndWait(context.Background(), ss, res, []unsafe.Pointer{nil, unsafe.Pointer(&buf[0]), nil})
+	}()
+	// The chunk's head slot carries the generation its members' user_data share.
+	head := inFlightUD(t, p)
+	waitUntil(t, func() bool { return p.pending.Load() == 1 }) // the NOPs are in
+	cancelBehindTheBack(p, head>>32<<32|uint64(memberBit|1<<memberShift)|head&uint64(memberIdx))
+	waitUntil(t, func() bool { return p.Stats().Retried == 1 && p.pending.Load() == 1 })
+	if _, err := unix.Write(wr, []byte{7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if res[0] != 0 || res[1] != 1 || res[2] != 0 || buf[0] != 7 {
+		t.Fatalf("res %v, byte %d: want [0 1 0], 7", res, buf[0])
+	}
+	if n := p.Stats().Retried; n != 1 {
+		t.Fatalf("Retried = %d, want 1", n)
+	}
+}

@@ -110,6 +110,14 @@ func (p *Poller) writeSlotLocked(slot *Slot, s *sqe.SQE, lone bool) uint64 {
 // but internal cancels may: then the SQ is flushed to the kernel, which
 // consumes entries synchronously unless SQPOLL is on.
 func (p *Poller) getSQELocked() *sqe.SQE {
+	if q := p.ring.GetSQE(); q != nil {
+		return q // the common case, small enough to inline at every caller
+	}
+	return p.flushForSQELocked()
+}
+
+// flushForSQELocked is getSQELocked's rare path: the SQ is full of cancels.
+func (p *Poller) flushForSQELocked() *sqe.SQE {
 	for {
 		if q := p.ring.GetSQE(); q != nil {
 			return q

@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringwake/ringwake/sqe"
 )
 
 func TestABILayout(t *testing.T) {
@@ -460,4 +462,38 @@ func BenchmarkNopBatch32(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)*32/b.Elapsed().Seconds(), "ops/s")
+}
+
+// GetSQEs hands out n SQEs as the GetSQE calls would, in one run or two
+// where they wrap, and takes nothing when fewer than n are free.
+func TestGetSQEsWrap(t *testing.T) {
+	const entries = 8
+	r := newRing(t, Params{Entries: entries})
+	base := unsafe.Pointer(r.GetSQE()) // position 0
+	r.Publish()
+	if _, err := r.SubmitAndWait(1); err != nil {
+		t.Fatal(err)
+	}
+	at := func(s *sqe.SQE) int { return int((uintptr(unsafe.Pointer(s)) - uintptr(base)) / sqe.Size) }
+	a, b, ok := r.GetSQEs(5) // positions 1..5
+	if !ok || len(a) != 5 || len(b) != 0 || at(&a[0]) != 1 {
+		t.Fatalf("GetSQEs(5) = %d+%d SQEs from %d, %v; want 5+0 from 1", len(a), len(b), at(&a[0]), ok)
+	}
+	if _, _, ok := r.GetSQEs(4); ok {
+		t.Fatal("GetSQEs(4) with 3 free succeeded")
+	}
+	for i := range a {
+		prepNop(&a[i], uint64(i))
+	}
+	r.Publish()
+	if _, err := r.SubmitAndWait(5); err != nil {
+		t.Fatal(err)
+	}
+	a, b, ok = r.GetSQEs(6) // positions 6, 7, then 0..3
+	if !ok || len(a) != 2 || len(b) != 4 || at(&a[0]) != 6 || at(&b[0]) != 0 {
+		t.Fatalf("GetSQEs(6) after wrap = %d+%d, %v; want 2 from 6 + 4 from 0", len(a), len(b), ok)
+	}
+	if sp := r.SQSpace(); sp != 2 {
+		t.Fatalf("SQSpace %d after taking 6 of 8, want 2", sp)
+	}
 }

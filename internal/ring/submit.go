@@ -27,6 +27,21 @@ func (r *Ring) GetSQE() *sqe.SQE {
 	return r.sqeAt(tail)
 }
 
+// GetSQEs is GetSQE for n SQEs at once: the next n free SQEs, as one run
+// or, where they wrap around the array, two; ok is false, and nothing is
+// taken, if fewer than n are free. Same serialization as GetSQE.
+func (r *Ring) GetSQEs(n uint32) (first, second []sqe.SQE, ok bool) {
+	tail := r.sqeTail
+	if r.sqEntries-(tail-atomic.LoadUint32(r.sqHead)) < n {
+		return nil, nil, false
+	}
+	r.sqeTail = tail + n
+	all := unsafe.Slice((*sqe.SQE)(r.sqes), r.sqEntries)
+	i := tail & r.sqMask
+	k := min(n, r.sqEntries-i)
+	return all[i : i+k], all[:n-k], true
+}
+
 // Publish makes every SQE obtained from GetSQE so far visible to the kernel
 // (and to an SQPOLL thread). The caller must have finished preparing them.
 // Not safe for concurrent use with GetSQE.
