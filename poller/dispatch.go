@@ -131,7 +131,8 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 	// pending drops only after the batch's slots are consistent again, so
 	// Close never sees zero while a callback still has to run.
 	if len(fired) > 0 {
-		if p.state.Load() == pollerLent && p.reaperGoid.Load() == 0 {
+		lent := p.state.Load() == pollerLent
+		if lent && p.reaperGoid.Load() == 0 {
 			// Callbacks on a caller's goroutine: a Submit they make with no
 			// slot free must defer, as on the poller, not sleep (onPoller).
 			p.reaperGoid.Store(curGoid())
@@ -145,7 +146,7 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 			fired[i].done = nil
 		}
 		p.inCallbacks.Store(false)
-		if f := p.cfg.OnCallbacks; f != nil {
+		if f := p.cfg.OnCallbacks; f != nil && lent {
 			f(false)
 		}
 	}

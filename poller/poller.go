@@ -73,9 +73,10 @@ type Config struct {
 	// on another shard could wait on one whose reaper waits on it.
 	Group *Group
 	// OnCallbacks, if set, runs on the reaping goroutine before (with true)
-	// and after (false) each batch of callbacks: a sharded ring marks the P
-	// it runs on as this shard's meanwhile, so what the callbacks submit
-	// stays on it.
+	// each batch of callbacks, and after it (false) on a caller reaping
+	// inline: the poller's own goroutine runs nothing but batches, so it
+	// stays the reaper between them. A sharded ring marks the reaper's
+	// stack as this shard's, so what the callbacks submit stays on it.
 	OnCallbacks func(running bool)
 }
 

@@ -41,7 +41,7 @@ type shardHint struct{ next, home uint32 }
 // shardReaper is a shard's published stack address, on a cache line of its
 // own so that one shard's batches do not invalidate another's.
 type shardReaper struct {
-	sp atomic.Uintptr // while the shard runs callbacks: an address on its reaper's stack; else 0
+	sp atomic.Uintptr // an address on the stack of the goroutine that reaps (or last reaped) its callbacks; 0 after an inline reaper's batch
 	_  [cacheLine - 8]byte
 }
 
@@ -131,8 +131,9 @@ func (r *Ring) newHint() any {
 }
 
 // markReaper returns shard i's poller.Config.OnCallbacks, which runs on
-// the reaping goroutine around each batch of callbacks: it publishes an
-// address on that goroutine's stack for the batch.
+// the reaping goroutine before each batch of callbacks, and after one run
+// by a caller reaping inline: it publishes an address on that goroutine's
+// stack, which the poller's own goroutine keeps between its batches.
 func (r *Ring) markReaper(i int) func(bool) {
 	return func(running bool) {
 		if !running {
@@ -140,7 +141,11 @@ func (r *Ring) markReaper(i int) func(bool) {
 			return
 		}
 		var probe byte
-		r.reapers[i].sp.Store(uintptr(unsafe.Pointer(&probe)))
+		// The poller's goroutine publishes the same address batch after
+		// batch: written only when it moves, the line stays shared.
+		if sp := uintptr(unsafe.Pointer(&probe)); r.reapers[i].sp.Load() != sp {
+			r.reapers[i].sp.Store(sp)
+		}
 	}
 }
 
