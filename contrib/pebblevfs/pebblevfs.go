@@ -54,10 +54,19 @@ func (f *ringFS) Create(name string, _ vfs.DiskWriteCategory) (vfs.File, error) 
 	if err != nil {
 		return nil, err
 	}
-	if isTable(name) {
-		return newTableFile(f.wrap(rf)), nil
+	return f.wrapWritable(name, rf), nil
+}
+
+// wrapWritable wraps a file just created or opened for writing: table and
+// blob files get the table buffer, the WAL and the MANIFEST write-behind.
+func (f *ringFS) wrapWritable(name string, rf *ringwake.File) vfs.File {
+	switch {
+	case isTable(name):
+		return newTableFile(f.wrap(rf))
+	case writesBehind(name):
+		return newBehindFile(f.wrap(rf))
 	}
-	return f.wrap(rf), nil
+	return f.wrap(rf)
 }
 
 // Link creates newname as a hard link to oldname (linkat through the ring).
@@ -158,11 +167,15 @@ func (f *ringFS) Rename(oldname, newname string) error { return f.r.Rename(oldna
 
 // ReuseForWrite renames oldname to newname and opens it for writing, as
 // vfs.Default does (Pebble recycles WAL files this way).
-func (f *ringFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+func (f *ringFS) ReuseForWrite(oldname, newname string, _ vfs.DiskWriteCategory) (vfs.File, error) {
 	if err := f.Rename(oldname, newname); err != nil {
 		return nil, err
 	}
-	return f.OpenReadWrite(newname, category)
+	rf, err := f.r.Open(newname, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	return f.wrapWritable(newname, rf), nil
 }
 
 // MkdirAll creates dir and the parents it lacks.
