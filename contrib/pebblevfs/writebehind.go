@@ -55,7 +55,7 @@ var submitChain = (*ringwake.Ring).SubmitAndWait
 // one position of an *os.File would; the *ringwake.File underneath only
 // sees writes and reads at explicit offsets.
 type behindFile struct {
-	f *file
+	flushFirst // ReadAt, WriteAt, Stat, SyncTo, Fd, Preallocate, Prefetch
 
 	mu  sync.Mutex
 	buf []byte // written by Write, not yet handed to the kernel; starts at off
@@ -73,7 +73,11 @@ var _ vfs.File = (*behindFile)(nil)
 
 // newBehindFile puts write-behind in front of f, a file just created or
 // opened for writing, at offset 0.
-func newBehindFile(f *file) *behindFile { return &behindFile{f: f} }
+func newBehindFile(f *file) *behindFile {
+	b := &behindFile{}
+	b.flushFirst = flushFirst{f, b.flushBuffer}
+	return b
+}
 
 func (b *behindFile) Write(p []byte) (int, error) {
 	b.mu.Lock()
@@ -117,7 +121,7 @@ func (b *behindFile) flushLocked() error {
 	return nil
 }
 
-func (b *behindFile) flush() error {
+func (b *behindFile) flushBuffer() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.flushLocked()
@@ -215,47 +219,6 @@ func (b *behindFile) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-func (b *behindFile) ReadAt(p []byte, off int64) (int, error) {
-	if err := b.flush(); err != nil {
-		return 0, err
-	}
-	return b.f.ReadAt(p, off)
-}
-
-func (b *behindFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := b.flush(); err != nil {
-		return 0, err
-	}
-	return b.f.WriteAt(p, off)
-}
-
-func (b *behindFile) Stat() (vfs.FileInfo, error) {
-	if err := b.flush(); err != nil {
-		return nil, err
-	}
-	return b.f.Stat()
-}
-
-func (b *behindFile) SyncTo(length int64) (bool, error) {
-	if err := b.flush(); err != nil {
-		return false, err
-	}
-	return b.f.SyncTo(length)
-}
-
-// Fd writes what is pending first, so that whatever the caller does with
-// the descriptor sees every byte written; a failed write is reported by the
-// next call.
-func (b *behindFile) Fd() uintptr {
-	_ = b.flush()
-	return b.f.Fd()
-}
-
-// Preallocate and Prefetch do not depend on the pending bytes: an
-// allocation with KEEP_SIZE changes neither the size nor the data.
-func (b *behindFile) Preallocate(off, n int64) error { return b.f.Preallocate(off, n) }
-func (b *behindFile) Prefetch(off, n int64) error    { return b.f.Prefetch(off, n) }
 
 // Close writes what is pending (without a sync, as closing an *os.File
 // does not sync) and closes the file; a write that failed, now or before,
