@@ -653,12 +653,19 @@ func TestTableReadsOwnWrites(t *testing.T) {
 // it, every later Write and Sync, and Close, as bufio.Writer's error does:
 // Pebble must not finish a table whose bytes did not all reach the kernel.
 func TestTableWriteErrorSticky(t *testing.T) {
+	testDevFullSticky(t, pebblevfs.TableFile)
+}
+
+// testDevFullSticky writes to /dev/full through the buffer wrap puts in
+// front of it: the Write is held, the SyncData that hands it to the kernel
+// fails with ENOSPC, and so do every later Write, Sync, Stat and Close.
+func testDevFullSticky(t *testing.T, wrap func(*ringwake.Ring, *ringwake.File) vfs.File) {
 	r := newRing(t)
 	rf, err := r.Open("/dev/full", os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := pebblevfs.TableFile(r, rf)
+	f := wrap(r, rf)
 	if _, err := f.Write(make([]byte, 4096)); err != nil {
 		t.Fatalf("buffered Write: %v", err)
 	}
@@ -670,6 +677,9 @@ func TestTableWriteErrorSticky(t *testing.T) {
 	}
 	if err := f.Sync(); !errors.Is(err, unix.ENOSPC) {
 		t.Fatalf("Sync after the failure: %v, want ENOSPC", err)
+	}
+	if _, err := f.Stat(); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("Stat after the failure: %v, want ENOSPC", err)
 	}
 	if err := f.Close(); !errors.Is(err, unix.ENOSPC) {
 		t.Fatalf("Close after the failure: %v, want ENOSPC", err)

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"golang.org/x/sys/unix"
 
 	"github.com/ringwake/ringwake/contrib/pebblevfs"
 	ringwake "github.com/ringwake/ringwake/runtime"
@@ -83,13 +82,17 @@ func sizes(ss [][]sqe.SQE) []int {
 	return n
 }
 
-func fileBytes(t *testing.T, name string) []byte {
+// wantFile fails unless the file name holds exactly want (nothing, for
+// nil), read back through another descriptor at the moment when says.
+func wantFile(t *testing.T, name string, want []byte, when string) {
 	t.Helper()
-	b, err := os.ReadFile(name)
+	got, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s the file holds %d bytes, want the %d written", when, len(got), len(want))
+	}
 }
 
 // TestWriteBehindLinksSync: a WAL's Writes reach no ring and no kernel
@@ -119,17 +122,13 @@ func TestWriteBehindLinksSync(t *testing.T) {
 	if got := r.Stats().Submitted - before; got != 0 {
 		t.Fatalf("3 Writes made %d ring requests, want none before a sync", got)
 	}
-	if got := fileBytes(t, name); len(got) != 0 {
-		t.Fatalf("the file holds %d bytes before a sync, want none (write-behind)", len(got))
-	}
+	wantFile(t, name, nil, "before a sync (write-behind)")
 
 	if err := f.SyncData(); err != nil {
 		t.Fatal(err)
 	}
 	checkChain(t, c.take(), fd, len(want), 0, true)
-	if got := fileBytes(t, name); !bytes.Equal(got, want) {
-		t.Fatalf("after SyncData the file holds %d bytes, %d were written", len(got), len(want))
-	}
+	wantFile(t, name, want, "after SyncData")
 
 	_, fsyncs := pebblevfs.FileSyncStats(f)
 	if err := f.SyncData(); err != nil {
@@ -150,9 +149,7 @@ func TestWriteBehindLinksSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkChain(t, c.take(), fd, len(more), int64(len(want)), false)
-	if got := fileBytes(t, name); !bytes.Equal(got, append(want, more...)) {
-		t.Fatalf("after Sync the file holds %d bytes, %d were written", len(got), len(want)+len(more))
-	}
+	wantFile(t, name, append(want, more...), "after Sync")
 }
 
 // TestWriteBehindShortWrite: when the kernel writes part of the pending
@@ -188,9 +185,7 @@ func TestWriteBehindShortWrite(t *testing.T) {
 	if got := len(c.take()); got != 1 {
 		t.Fatalf("%d chains, want 1", got)
 	}
-	if got := fileBytes(t, name); !bytes.Equal(got, want) {
-		t.Fatalf("after a short write and SyncData the file holds %d bytes, %d were written", len(got), len(want))
-	}
+	wantFile(t, name, want, "after a short write and SyncData")
 	if _, now := pebblevfs.FileSyncStats(f); now != fsyncs+1 {
 		t.Fatalf("after a short linked write: %d fdatasyncs of the rest, want 1", now-fsyncs)
 	}
@@ -200,32 +195,10 @@ func TestWriteBehindShortWrite(t *testing.T) {
 // that carried it, never reported as synced, and every later call,
 // including Close; so does an fsync that fails after its write.
 func TestWriteBehindErrorSticky(t *testing.T) {
-	r := newRing(t)
-	rf, err := r.Open("/dev/full", os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := pebblevfs.BehindFile(r, rf)
-	if _, err := f.Write(make([]byte, 4096)); err != nil {
-		t.Fatalf("Write before a sync: %v", err)
-	}
-	if err := f.SyncData(); !errors.Is(err, unix.ENOSPC) {
-		t.Fatalf("SyncData of a write to /dev/full: %v, want ENOSPC", err)
-	}
-	if _, err := f.Write([]byte("x")); !errors.Is(err, unix.ENOSPC) {
-		t.Fatalf("Write after the failure: %v, want ENOSPC", err)
-	}
-	if err := f.Sync(); !errors.Is(err, unix.ENOSPC) {
-		t.Fatalf("Sync after the failure: %v, want ENOSPC", err)
-	}
-	if _, err := f.Stat(); !errors.Is(err, unix.ENOSPC) {
-		t.Fatalf("Stat after the failure: %v, want ENOSPC", err)
-	}
-	if err := f.Close(); !errors.Is(err, unix.ENOSPC) {
-		t.Fatalf("Close after the failure: %v, want ENOSPC", err)
-	}
+	testDevFullSticky(t, pebblevfs.BehindFile)
 
 	// The write succeeds and the fsync linked to it fails.
+	r := newRing(t)
 	c := recordChains(t)
 	c.alter = func(r *ringwake.Ring, ctx context.Context, ss []sqe.SQE, res []int32) error {
 		err := r.SubmitAndWait(ctx, ss, res)
@@ -287,9 +260,7 @@ func TestWriteBehindReadsOwnWrites(t *testing.T) {
 	copy(want, "head")
 	want = append(want, blocks(t, f, 1)...)
 	f.Fd()
-	if got := fileBytes(t, name); !bytes.Equal(got, want) {
-		t.Fatalf("after Fd the file holds %d bytes, %d were written", len(got), len(want))
-	}
+	wantFile(t, name, want, "after Fd")
 
 	// 80 writes of 4 KiB fill the 256 KiB buffer once: one ring write.
 	before := r.Stats().Submitted
@@ -303,16 +274,12 @@ func TestWriteBehindReadsOwnWrites(t *testing.T) {
 		t.Fatalf("big Write: %d, %v", n, err)
 	}
 	want = append(want, big...)
-	if got := fileBytes(t, name); !bytes.Equal(got, want) {
-		t.Fatalf("after a big Write the file holds %d bytes, %d were written", len(got), len(want))
-	}
+	wantFile(t, name, want, "after a big Write")
 	want = append(want, blocks(t, f, 2)...)
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := fileBytes(t, name); !bytes.Equal(got, want) {
-		t.Fatalf("after Close the file holds %d bytes, %d were written", len(got), len(want))
-	}
+	wantFile(t, name, want, "after Close")
 	if _, err := f.Write([]byte("x")); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Write after Close: %v, want os.ErrClosed", err)
 	}
@@ -337,9 +304,7 @@ func TestWriteBehindReadsOwnWrites(t *testing.T) {
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := fileBytes(t, reused); !bytes.Equal(got[:len(head)], head) || !bytes.Equal(got[len(head):], want[len(head):]) {
-		t.Fatal("the reused WAL does not start with the new writes over the old bytes")
-	}
+	wantFile(t, reused, append(head, want[len(head):]...), "after closing the reused WAL (new bytes over the old),")
 }
 
 // TestWriteBehindNames: the WAL and the MANIFEST write behind, tables keep
