@@ -54,10 +54,19 @@ func (f *ringFS) Create(name string, _ vfs.DiskWriteCategory) (vfs.File, error) 
 	if err != nil {
 		return nil, err
 	}
-	if isTable(name) {
-		return newTableFile(f.wrap(rf)), nil
+	return f.wrapWritable(name, rf), nil
+}
+
+// wrapWritable wraps a file just created or opened for writing: table and
+// blob files get the table buffer, the WAL and the MANIFEST write-behind.
+func (f *ringFS) wrapWritable(name string, rf *ringwake.File) vfs.File {
+	switch {
+	case isTable(name):
+		return newTableFile(f.wrap(rf))
+	case writesBehind(name):
+		return newBehindFile(f.wrap(rf))
 	}
-	return f.wrap(rf), nil
+	return f.wrap(rf)
 }
 
 // Link creates newname as a hard link to oldname (linkat through the ring).
@@ -158,11 +167,15 @@ func (f *ringFS) Rename(oldname, newname string) error { return f.r.Rename(oldna
 
 // ReuseForWrite renames oldname to newname and opens it for writing, as
 // vfs.Default does (Pebble recycles WAL files this way).
-func (f *ringFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+func (f *ringFS) ReuseForWrite(oldname, newname string, _ vfs.DiskWriteCategory) (vfs.File, error) {
 	if err := f.Rename(oldname, newname); err != nil {
 		return nil, err
 	}
-	return f.OpenReadWrite(newname, category)
+	rf, err := f.r.Open(newname, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	return f.wrapWritable(newname, rf), nil
 }
 
 // MkdirAll creates dir and the parents it lacks.
@@ -354,7 +367,7 @@ func isTable(name string) bool {
 // so none of them can tell the difference. A flush that fails fails every
 // later call, as bufio.Writer's, and Close.
 type tableFile struct {
-	f  *file
+	flushFirst
 	mu sync.Mutex
 	bw *bufio.Writer // nil once closed
 }
@@ -364,7 +377,9 @@ var _ vfs.File = (*tableFile)(nil)
 func newTableFile(f *file) *tableFile {
 	bw := tableWriters.Get().(*bufio.Writer)
 	bw.Reset(f)
-	return &tableFile{f: f, bw: bw}
+	t := &tableFile{bw: bw}
+	t.flushFirst = flushFirst{f, t.flushBuffer}
+	return t
 }
 
 func (t *tableFile) Write(p []byte) (int, error) {
@@ -376,8 +391,8 @@ func (t *tableFile) Write(p []byte) (int, error) {
 	return t.bw.Write(p)
 }
 
-// flush writes the buffer through the ring.
-func (t *tableFile) flush() error {
+// flushBuffer writes the buffer through the ring.
+func (t *tableFile) flushBuffer() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.bw == nil {
@@ -404,60 +419,70 @@ func (t *tableFile) Close() error {
 }
 
 func (t *tableFile) Read(p []byte) (int, error) {
-	if err := t.flush(); err != nil {
+	if err := t.flushBuffer(); err != nil {
 		return 0, err
 	}
 	return t.f.Read(p)
 }
 
-func (t *tableFile) ReadAt(p []byte, off int64) (int, error) {
-	if err := t.flush(); err != nil {
-		return 0, err
-	}
-	return t.f.ReadAt(p, off)
-}
-
-func (t *tableFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := t.flush(); err != nil {
-		return 0, err
-	}
-	return t.f.WriteAt(p, off)
-}
-
-func (t *tableFile) Stat() (vfs.FileInfo, error) {
-	if err := t.flush(); err != nil {
-		return nil, err
-	}
-	return t.f.Stat()
-}
-
 func (t *tableFile) Sync() error {
-	if err := t.flush(); err != nil {
+	if err := t.flushBuffer(); err != nil {
 		return err
 	}
 	return t.f.Sync()
 }
 
 func (t *tableFile) SyncData() error {
-	if err := t.flush(); err != nil {
+	if err := t.flushBuffer(); err != nil {
 		return err
 	}
 	return t.f.SyncData()
 }
 
-func (t *tableFile) SyncTo(length int64) (bool, error) {
-	if err := t.flush(); err != nil {
+// flushFirst has the calls that look at a buffered file: each writes what
+// is pending (flush) first, then is the File's. tableFile and behindFile
+// embed it.
+type flushFirst struct {
+	f     *file
+	flush func() error
+}
+
+func (x flushFirst) ReadAt(p []byte, off int64) (int, error) {
+	if err := x.flush(); err != nil {
+		return 0, err
+	}
+	return x.f.ReadAt(p, off)
+}
+
+func (x flushFirst) WriteAt(p []byte, off int64) (int, error) {
+	if err := x.flush(); err != nil {
+		return 0, err
+	}
+	return x.f.WriteAt(p, off)
+}
+
+func (x flushFirst) Stat() (vfs.FileInfo, error) {
+	if err := x.flush(); err != nil {
+		return nil, err
+	}
+	return x.f.Stat()
+}
+
+func (x flushFirst) SyncTo(length int64) (bool, error) {
+	if err := x.flush(); err != nil {
 		return false, err
 	}
-	return t.f.SyncTo(length)
+	return x.f.SyncTo(length)
 }
 
 // Fd flushes first, so that whatever the caller does with the descriptor
 // sees every byte written; a failed flush is reported by the next call.
-func (t *tableFile) Fd() uintptr {
-	_ = t.flush()
-	return t.f.Fd()
+func (x flushFirst) Fd() uintptr {
+	_ = x.flush()
+	return x.f.Fd()
 }
 
-func (t *tableFile) Preallocate(off, n int64) error { return t.f.Preallocate(off, n) }
-func (t *tableFile) Prefetch(off, n int64) error    { return t.f.Prefetch(off, n) }
+// Preallocate and Prefetch do not need what is pending: an allocation with
+// KEEP_SIZE changes neither the size nor the data.
+func (x flushFirst) Preallocate(off, n int64) error { return x.f.Preallocate(off, n) }
+func (x flushFirst) Prefetch(off, n int64) error    { return x.f.Prefetch(off, n) }
