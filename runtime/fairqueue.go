@@ -68,6 +68,9 @@ type fairQueue struct {
 	// after a dispatch of its own (its arrival's or its cancel's), which
 	// may have admitted some, before it blocks.
 	flush func()
+	// wokeBlocked, under fq.mu, says a dispatch since the last release
+	// woke a blocking caller (see release).
+	wokeBlocked bool
 }
 
 // fqClass is one class's queue and accounts.
@@ -131,6 +134,7 @@ var fqWakeFunc = waitqueue.AutoRemove(func(e *waitqueue.Entry, key uint64) int {
 		fq.nready.Store(int32(len(fq.ready)))
 		return 1
 	}
+	fq.wokeBlocked = true
 	w.ch <- struct{}{}
 	return 1
 })
@@ -272,15 +276,18 @@ func (fq *fairQueue) arrive(c *fqClass, w *fqWaiter) (bool, error) {
 }
 
 // release returns the capacity of an admitted request of cost in c and
-// admits what now fits.
-func (fq *fairQueue) release(c *fqClass, cost uint64) {
+// admits what now fits. It reports whether that woke a blocking caller.
+func (fq *fairQueue) release(c *fqClass, cost uint64) bool {
 	c.inflight.Add(-1)
 	fq.mu.Lock()
 	fq.inflight -= cost
 	c.costIn -= cost
 	fq.idleLocked(c)
+	fq.wokeBlocked = false
 	fq.dispatchLocked()
+	woke := fq.wokeBlocked
 	fq.mu.Unlock()
+	return woke
 }
 
 // cancel takes a queued w off its class. It reports whether w had been

@@ -438,3 +438,41 @@ func TestFairQueueShareOfCapacity(t *testing.T) {
 	}
 	fq.close()
 }
+
+// TestFairQueueReleaseReportsWake: release reports whether its dispatch
+// admitted a blocking caller (the caller then yields so that one submits
+// at once), and not when it admitted nothing or only a callback request,
+// which the releaser submits itself.
+func TestFairQueueReleaseReportsWake(t *testing.T) {
+	fq := newFairQueue(10)
+	c := fq.addClass(100)
+	queue := func(sub *classSub) *fqWaiter {
+		w := &fqWaiter{ch: make(chan struct{}, 1), cost: 10, sub: sub}
+		w.e.Func, w.e.Private = fqWakeFunc, w
+		if now, err := fq.arrive(c, w); err != nil || now {
+			t.Fatalf("arrive: admitted at once %v, err %v; want queued", now, err)
+		}
+		return w
+	}
+	if now, err := fq.arrive(c, &fqWaiter{cost: 10}); !now || err != nil {
+		t.Fatalf("first arrival: admitted %v, err %v", now, err)
+	}
+	cb := queue(&classSub{})
+	blk := queue(nil)
+	if fq.release(c, 10) {
+		t.Fatal("release that admitted a callback request reported a blocking caller woken")
+	}
+	if got := fq.takeReady(); len(got) != 1 || got[0] != cb || !cb.admitted {
+		t.Fatalf("ready %v, want the callback request admitted", got)
+	}
+	if !fq.release(c, 10) {
+		t.Fatal("release that admitted a blocking caller did not report it")
+	}
+	if len(blk.ch) != 1 || !blk.admitted {
+		t.Fatal("blocking caller not woken admitted")
+	}
+	if fq.release(c, 10) {
+		t.Fatal("release that admitted nothing reported a wake-up")
+	}
+	fq.close()
+}

@@ -86,6 +86,8 @@ type config struct {
 	bgQD               int
 	fgShares, bgShares uint32
 	capacity           uint64
+	// slices is how many turns the mixed phases take (see runMixed).
+	slices int
 }
 
 // usageError is a bad command line: exit status 2, reported before any work.
@@ -193,6 +195,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fgShares = fs.Uint("fg-shares", 1000, "mixed: the foreground class's shares")
 		bgShares = fs.Uint("bg-shares", 50, "mixed: the background class's shares")
 		capacity = fs.Uint64("capacity", 0, "mixed: ringwake.IOCost.Capacity, the cost in flight at the device (0: ringwake's default)")
+		nslices  = fs.Int("slices", 6, "mixed: the phases take turns in this many slices of -time/slices each, in a rotating order, so that a slow spell of the device or the machine falls on every phase alike")
 		shards   = fs.Int("shards", 1, "ring engine: kernel rings, each with its own poller, the Ring spreads its requests over (ringwake.Config.Shards)")
 		maxWork  = fs.Int("max-workers", 0, "ring engine: cap on each shard's io-wq worker threads, bounded and unbounded alike (ringwake.Config.MaxWorkers; 0 keeps the kernel's default)")
 		fastPath = fs.Bool("cache-fastpath", true, "ring engine, block mode: buffered reads try preadv2(RWF_NOWAIT) before the ring, as ringwake.File does by default; false sends every read through the ring")
@@ -245,6 +248,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fgShares:   uint32(*fgShares),
 		bgShares:   uint32(*bgShares),
 		capacity:   *capacity,
+		slices:     *nslices,
 		shards:     *shards,
 		maxWorkers: [2]uint32{uint32(max(*maxWork, 0)), uint32(max(*maxWork, 0))},
 	}
@@ -347,6 +351,9 @@ func (c *config) validate() error {
 	}
 	if c.workload == "mixed" && (c.bgBS <= 0 || c.bgBS > maxBS || c.bgQD < 1 || c.bgQD > maxQD || c.bgBS%512 != 0) {
 		return usagef("mixed: -bg-bs %s and -bg-qd %d out of range", formatBytes(c.bgBS), c.bgQD)
+	}
+	if c.workload == "mixed" && (c.slices < 1 || c.slices > 1000) {
+		return usagef("mixed: -slices %d out of range (1 to 1000)", c.slices)
 	}
 	if (c.workload == "mixed" || c.workload == "calibrate") && c.size < max(c.bgBS, 128<<10) {
 		return usagef("-size %s is smaller than the background writes", formatBytes(c.size))

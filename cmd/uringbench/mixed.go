@@ -1,10 +1,13 @@
 package main
 
 // -workload mixed: a storage engine's foreground reads against its own
-// background writes (a compaction, a flush), in three phases of -time each
-// on one ring: the foreground alone, both without I/O classes, and both
-// with classes (-fg-shares against -bg-shares). Each phase prints a row per
-// class: IOPS, MiB/s and latency percentiles.
+// background writes (a compaction, a flush), in three phases of -time each:
+// the foreground alone, both without I/O classes, and both with classes
+// (-fg-shares against -bg-shares). The phases take turns in -slices slices
+// (each on a ring of its own), so that a slow spell of the device or of the
+// machine, which lasts seconds on a shared virtual machine, falls on every
+// phase alike instead of on the one that ran then. Each phase prints a row
+// per class: IOPS, MiB/s and latency percentiles.
 //
 // -workload calibrate: measures the device's service times and prints the
 // ringwake.IOCost that models it.
@@ -47,33 +50,44 @@ func (sr *streamRun) fail(err error) {
 	sr.mu.Unlock()
 }
 
-// mixedPhase runs streams at once on a new ring for d; shares, when not
-// nil, registers a class per stream with those shares.
-func (e *env) mixedPhase(ctx context.Context, d time.Duration, streams []stream, shares []uint32) ([]*streamRun, time.Duration, error) {
+// newStreamRuns returns one empty streamRun per stream.
+func newStreamRuns(n int) []*streamRun {
+	runs := make([]*streamRun, n)
+	for i := range runs {
+		runs[i] = &streamRun{hist: newHist()}
+	}
+	return runs
+}
+
+// mixedPhase runs streams at once on a new ring for d, adding what they do
+// to runs (one per stream) and returning the time it took; shares, when not
+// nil, registers a class per stream with those shares, whose stats it adds
+// to cls.
+func (e *env) mixedPhase(ctx context.Context, d time.Duration, streams []stream, shares []uint32, runs []*streamRun, cls []ringwake.ClassStats) (time.Duration, error) {
 	c := e.cfg
 	r, err := ringwake.New(ringwake.Config{Entries: 256, IOPerEnter: c.ioPerEnter, SharedThread: c.sharedThread, IOCost: ringwake.IOCost{Capacity: c.capacity}})
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	defer r.Close()
 	f, err := r.Open(e.tgt.path, e.tgt.openFlags(), 0)
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	defer f.Close()
-	runs := make([]*streamRun, len(streams))
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for i, s := range streams {
-		sr := &streamRun{hist: newHist()}
-		runs[i] = sr
+		sr := runs[i]
 		sctx := ctx
 		if shares != nil {
 			cl := r.NewClass(s.name, shares[i])
 			sctx = ringwake.WithClass(ctx, cl)
 			defer func() {
 				st := cl.Stats()
-				e.verbosef("class %s: %d ops, queued %s per op on average", st.Name, st.Ops, fmtNs(int64(st.Queued)/max(int64(st.Ops), 1)))
+				cls[i].Name = st.Name
+				cls[i].Ops += st.Ops
+				cls[i].Queued += st.Queued
 			}()
 		}
 		nblocks := uint64(e.tgt.size / s.bs)
@@ -125,10 +139,10 @@ func (e *env) mixedPhase(ctx context.Context, d time.Duration, streams []stream,
 	elapsed := time.Since(t0)
 	for _, sr := range runs {
 		if sr.err != nil {
-			return nil, 0, sr.err
+			return 0, sr.err
 		}
 	}
-	return runs, elapsed, ctx.Err()
+	return elapsed, ctx.Err()
 }
 
 func (e *env) streamResult(s stream, phase string, sr *streamRun, elapsed time.Duration) *result {
@@ -154,22 +168,43 @@ func (e *env) runMixed(ctx context.Context, stdout io.Writer) error {
 		{"no-classes", []stream{fg, bg}, nil},
 		{"classes", []stream{fg, bg}, []uint32{c.fgShares, c.bgShares}},
 	}
-	var rows []*result
-	for _, ph := range phases {
-		e.verbosef("mixed: phase %s", ph.name)
-		runs, elapsed, err := e.mixedPhase(ctx, c.duration, ph.streams, ph.shares)
-		if err != nil {
-			return fmt.Errorf("mixed, phase %s: %w", ph.name, err)
+	runs := make([][]*streamRun, len(phases))
+	elapsed := make([]time.Duration, len(phases))
+	cls := make([]ringwake.ClassStats, 2)
+	for i, ph := range phases {
+		runs[i] = newStreamRuns(len(ph.streams))
+	}
+	// Slice k runs the phases in the k-th of their 6 orders, so that over 6
+	// slices each phase runs first, second and third alike and follows
+	// each other phase as often (a phase of writes leaves the device busy
+	// for a while).
+	orders := [6][3]int{{0, 1, 2}, {1, 2, 0}, {2, 0, 1}, {0, 2, 1}, {2, 1, 0}, {1, 0, 2}}
+	d := max(c.duration/time.Duration(c.slices), time.Millisecond)
+	for k := range c.slices {
+		for _, i := range orders[k%len(orders)] {
+			ph := phases[i]
+			e.verbosef("mixed: slice %d, phase %s", k+1, ph.name)
+			took, err := e.mixedPhase(ctx, d, ph.streams, ph.shares, runs[i], cls)
+			if err != nil {
+				return fmt.Errorf("mixed, phase %s: %w", ph.name, err)
+			}
+			elapsed[i] += took
 		}
-		for i, s := range ph.streams {
-			rows = append(rows, e.streamResult(s, ph.name, runs[i], elapsed))
+	}
+	for _, st := range cls {
+		e.verbosef("class %s: %d ops, queued %s per op on average", st.Name, st.Ops, fmtNs(int64(st.Queued)/max(int64(st.Ops), 1)))
+	}
+	var rows []*result
+	for i, ph := range phases {
+		for j, s := range ph.streams {
+			rows = append(rows, e.streamResult(s, ph.name, runs[i][j], elapsed[i]))
 		}
 	}
 	if c.json {
 		return writeJSON(stdout, rows)
 	}
-	fmt.Fprintf(stdout, "# mixed: fg %s random reads at qd %d, bg %s random writes at qd %d, %s each phase; classes: fg %d shares, bg %d\n",
-		formatBytes(fg.bs), fg.qd, formatBytes(bg.bs), bg.qd, c.duration, c.fgShares, c.bgShares)
+	fmt.Fprintf(stdout, "# mixed: fg %s random reads at qd %d, bg %s random writes at qd %d, %s each phase in %d slices; classes: fg %d shares, bg %d\n",
+		formatBytes(fg.bs), fg.qd, formatBytes(bg.bs), bg.qd, c.duration, c.slices, c.fgShares, c.bgShares)
 	if err := writeTable(stdout, rows); err != nil {
 		return err
 	}
@@ -195,7 +230,8 @@ func (e *env) runCalibrate(ctx context.Context, stdout io.Writer) error {
 	d := max(e.cfg.duration/8, 50*time.Millisecond)
 	run := func(write bool, bs int64, qd int) (p50ns, nsPerOp float64, err error) {
 		s := stream{name: "cal", write: write, bs: bs, qd: qd}
-		runs, elapsed, err := e.mixedPhase(ctx, d, []stream{s}, nil)
+		runs := newStreamRuns(1)
+		elapsed, err := e.mixedPhase(ctx, d, []stream{s}, nil, runs, nil)
 		if err != nil {
 			return 0, 0, err
 		}

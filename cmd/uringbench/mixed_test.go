@@ -33,9 +33,24 @@ func TestMixedWorkload(t *testing.T) {
 			sane(t, r, "randwrite", 64<<10, 3, 0)
 		}
 	}
-	code, stdout, stderr = cli(t, args...)
+	code, stdout, stderr = cli(t, append(args, "-slices", "3", "-v")...)
 	if code != 0 || !strings.Contains(stdout, "fg p99: alone") || !strings.Contains(stdout, "bg MiB/s with classes") {
 		t.Fatalf("exit %d, table:\n%s\n%s", code, stdout, stderr)
+	}
+	// The phases take turns, each slice in the next of their orders.
+	var turns []string
+	for _, line := range strings.Split(stderr, "\n") {
+		if _, turn, ok := strings.Cut(line, "mixed: slice "); ok {
+			turns = append(turns, turn)
+		}
+	}
+	want := []string{
+		"1, phase alone", "1, phase no-classes", "1, phase classes",
+		"2, phase no-classes", "2, phase classes", "2, phase alone",
+		"3, phase classes", "3, phase alone", "3, phase no-classes",
+	}
+	if !slices.Equal(turns, want) {
+		t.Fatalf("turns %q, want %q", turns, want)
 	}
 }
 
@@ -47,6 +62,7 @@ func TestMixedFlagsRefused(t *testing.T) {
 		{"-workload", "mixed", "-bg-bs", "1000"},
 		{"-workload", "mixed", "-size", "64k"},
 		{"-workload", "mixed", "-ops", "10"},
+		{"-workload", "mixed", "-slices", "0"},
 		{"-workload", "calibrate", "-json"},
 	} {
 		if code, _, stderr := cli(t, args...); code != 2 || !strings.Contains(stderr, "uringbench:") {
