@@ -32,7 +32,7 @@ func TestGroupCrossShardCallbacksDoNotDeadlock(t *testing.T) {
 		nops    sync.WaitGroup // the cross-shard NOPs
 		reads   sync.WaitGroup // the pipe reads
 		crossed [2]chan error  // each poll's first callback's Submit to the other shard
-		wr      [2]int
+		wr, ev  [2]int
 	)
 	nops.Add(2)
 	reads.Add(2)
@@ -73,7 +73,13 @@ func TestGroupCrossShardCallbacksDoNotDeadlock(t *testing.T) {
 			t.Fatalf("shard %d: pipe read: %v", i, err)
 		}
 		t.Cleanup(func() { _ = buf[0] }) // in flight until the read completes or Close cancels it
-		if _, err := unix.Write(evWr, []byte{1}); err != nil {
+		ev[i] = evWr
+	}
+	// Both shards are full before either poll fires: a callback that found
+	// the other shard not yet full would take a slot there, and the test's
+	// own Submit would then sleep for one.
+	for i := range ev {
+		if _, err := unix.Write(ev[i], []byte{1}); err != nil {
 			t.Fatal(err)
 		}
 	}
