@@ -1,5 +1,6 @@
 // The slot table. A request lives in a slot from the submitter's publish to
-// its owner's release; user_data carries the slot index and generation.
+// its owner's release; user_data carries the slot index and generation (a
+// SubmitAndWait chunk's requests share their head's, see memberBit).
 //
 // Invariant: slot.tag (gen<<2 | state) is the one word submitter and reaper
 // synchronise on. Every other slot field is written before the tag store
@@ -48,7 +49,7 @@ type Slot struct {
 	// keep holds the buffer the kernel reads or writes: reachable, so the GC
 	// cannot free it, and on the heap (it escapes through here), so it never moves.
 	keep  unsafe.Pointer
-	batch *batchWaiter  // SubmitAndWait: the entry counting down the caller's chunk
+	batch *batchWaiter  // a SubmitAndWait chunk's head: the chunk's waiter (its members name this slot)
 	ts    unix.Timespec // a linked timeout's duration, read by the kernel at submission
 
 	// A lone request (Submit, or Do without a timeout) keeps its SQE, so that
