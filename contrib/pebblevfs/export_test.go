@@ -1,12 +1,9 @@
 package pebblevfs
 
 import (
-	"context"
-
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	ringwake "github.com/ringwake/ringwake/runtime"
-	"github.com/ringwake/ringwake/sqe"
 )
 
 // TableFile puts the table-file write buffer in front of rf, a file that
@@ -20,12 +17,12 @@ func BehindFile(r *ringwake.Ring, rf *ringwake.File) vfs.File {
 	return newBehindFile((&ringFS{r: r}).wrap(rf))
 }
 
-// SetSubmitChain makes write-behind submit its linked write and fsync
-// through fn until restore is called.
-func SetSubmitChain(fn func(r *ringwake.Ring, ctx context.Context, ss []sqe.SQE, res []int32) error) (restore func()) {
-	old := submitChain
-	submitChain = fn
-	return func() { submitChain = old }
+// SetWriteSync makes write-behind's syncs write through fn until restore
+// is called.
+func SetWriteSync(fn func(fd int, p []byte, off int64, flags int) (int, error)) (restore func()) {
+	old := writeSync
+	writeSync = fn
+	return func() { writeSync = old }
 }
 
 // FileSyncStats is File.SyncStats of the *ringwake.File under a

@@ -1,39 +1,39 @@
 package pebblevfs
 
 import (
-	"context"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	ringwake "github.com/ringwake/ringwake/runtime"
 	"github.com/ringwake/ringwake/sqe"
+	"golang.org/x/sys/unix"
 )
 
 // Write-behind for the WAL and the MANIFEST. Pebble appends a batch of
 // commits to its WAL and then syncs it, on one goroutine, while every
-// synced commit waits. On a file system that cannot write to the page cache
-// without blocking (ext4), io_uring hands every buffered write to an io-wq
-// worker, so each of Pebble's writes (about 1.5 per sync) would cost a trip
-// through a worker thread and a completion of its own before the sync.
-// Here Write only copies into the file's buffer; Sync and SyncData hand
-// the buffer to the kernel as one write linked (IOSQE_IO_LINK) to the
-// fsync, in one submission: the kernel starts the fsync only after the
-// write has completed in full, in the same worker, and the caller is woken
-// once, by the fsync's completion.
+// synced commit waits. Write only copies into the file's buffer; Sync and
+// SyncData hand what is pending to the kernel with one pwritev2 of flag
+// RWF_DSYNC (RWF_SYNC for Sync) on the caller's goroutine: the write and
+// its flush in one system call. This follows the rule the File's group
+// commit keeps for the fsync that starts a burst: an operation the kernel
+// cannot do asynchronously, on which the caller blocks anyway, is made
+// directly. Neither half is asynchronous here: fsync never is, and a file
+// system that cannot write to the page cache without blocking (ext4) has
+// io_uring hand every buffered write to an io-wq worker. Through the ring
+// the pair waits for a worker thread and then for the poller and a wake-up
+// back, which on Pebble's synced writes cost about a tenth of its rate
+// (docs/pebble.md).
 //
 // Pebble documents that a write made without Sync may be lost if the
 // process crashes (its WriteOptions.Sync): its own LogWriter already holds
 // such data in memory. Write-behind holds at most behindCap bytes, and
 // every call that looks at the file (Read, ReadAt, WriteAt, Stat, SyncTo,
-// Fd, Close) writes them first, so through the vfs.File nothing can tell
-// the difference.
+// Fd, Close) writes them first, through the ring, so through the vfs.File
+// nothing can tell the difference.
 
 // behindCap is the most a write-behind file holds before writing it down:
 // Pebble's WAL writes about 11 KiB per commit group; a writer that does not
@@ -46,9 +46,11 @@ func writesBehind(name string) bool {
 	return filepath.Ext(name) == ".log" || strings.HasPrefix(filepath.Base(name), "MANIFEST-")
 }
 
-// submitChain submits a linked write and fsync; a test replaces it to see
-// and alter what goes to the kernel.
-var submitChain = (*ringwake.Ring).SubmitAndWait
+// writeSync writes p at off with a pwritev2 of flags (RWF_DSYNC or
+// RWF_SYNC); a test replaces it to see and alter what goes to the kernel.
+var writeSync = func(fd int, p []byte, off int64, flags int) (int, error) {
+	return unix.Pwritev2(fd, [][]byte{p}, off, flags)
+}
 
 // behindFile is a WAL or MANIFEST being written (see above). The file
 // position is its own (off): Write appends there and Read reads there, as
@@ -65,8 +67,6 @@ type behindFile struct {
 	// after one, in case a failed submission left it with the kernel.
 	err    error
 	closed bool
-	ss     [2]sqe.SQE
-	res    [2]int32
 }
 
 var _ vfs.File = (*behindFile)(nil)
@@ -142,13 +142,15 @@ func (b *behindFile) sync(flags uint32, op string) error {
 		return b.err
 	}
 	if len(b.buf) > 0 && !b.closed {
-		done, err := b.chainLocked(flags, op)
+		done, err := b.writeSyncLocked(flags, op)
 		if done || err != nil {
 			return err
 		}
-		// The write came back short, so the kernel canceled the fsync
-		// linked to it: the rest went down on its own, and the File's
-		// fsync below covers it.
+		// A file that takes no flags with its writes (a device, not a
+		// file system's file): written through the ring, synced below.
+		if err := b.flushLocked(); err != nil {
+			return err
+		}
 	}
 	var err error
 	if flags&sqe.FsyncDatasync != 0 {
@@ -162,41 +164,30 @@ func (b *behindFile) sync(flags uint32, op string) error {
 	return err
 }
 
-// chainLocked submits buf's write linked to an fsync with flags, as one
-// submission, and waits for both. done reports that the fsync ran and
-// covered buf; false with a nil error means the write was short and the
-// rest of buf has since been written without a sync.
-func (b *behindFile) chainLocked(flags uint32, op string) (done bool, err error) {
-	fd := int32(b.f.fd)
-	b.ss[0].PrepWrite(fd, b.buf, uint64(b.off))
-	b.ss[0].Flags |= sqe.IOLink // the fsync starts only once the write completed in full
-	b.ss[1].PrepFsync(fd, flags)
-	b.res = [2]int32{}
-	serr := submitChain(b.f.r, context.Background(), b.ss[:], b.res[:])
-	// The kernel has let go of buf once SubmitAndWait returned without an
-	// error; after an error buf is never reused (b.err).
-	runtime.KeepAlive(b.buf)
-	name := b.f.Name()
-	if serr != nil {
-		b.err = &os.PathError{Op: "write", Path: name, Err: serr}
-		return false, b.err
+// writeSyncLocked writes buf and flushes it (fdatasync's or fsync's
+// guarantee, as flags say) with one system call per write, until all of it
+// is down: a short write is followed by one for the rest, which carries
+// the flush again and so covers the bytes before it too. done is false,
+// with a nil error and buf still pending, if the file refuses the flag.
+func (b *behindFile) writeSyncLocked(flags uint32, op string) (done bool, err error) {
+	rwf := unix.RWF_DSYNC
+	if flags&sqe.FsyncDatasync == 0 {
+		rwf = unix.RWF_SYNC
 	}
-	w := b.res[0]
-	switch {
-	case w < 0:
-		b.err = &os.PathError{Op: "write", Path: name, Err: syscall.Errno(-w)}
-		return false, b.err
-	case int(w) < len(b.buf):
-		b.off += int64(w)
-		n := copy(b.buf, b.buf[w:])
-		b.buf = b.buf[:n]
-		return false, b.flushLocked()
-	}
-	b.off += int64(len(b.buf))
-	b.buf = b.buf[:0]
-	if s := b.res[1]; s < 0 {
-		b.err = &os.PathError{Op: op, Path: name, Err: syscall.Errno(-s)}
-		return false, b.err
+	for len(b.buf) > 0 {
+		n, err := writeSync(b.f.fd, b.buf, b.off, rwf)
+		if err == unix.EOPNOTSUPP && n <= 0 {
+			return false, nil
+		}
+		if err == nil && n == 0 {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			b.err = &os.PathError{Op: "write+" + op, Path: b.f.Name(), Err: err}
+			return false, b.err
+		}
+		b.off += int64(n)
+		b.buf = b.buf[:copy(b.buf, b.buf[n:])]
 	}
 	return true, nil
 }

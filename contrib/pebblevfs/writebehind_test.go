@@ -2,7 +2,6 @@ package pebblevfs_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"os"
@@ -13,36 +12,43 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ringwake/ringwake/contrib/pebblevfs"
-	ringwake "github.com/ringwake/ringwake/runtime"
-	"github.com/ringwake/ringwake/sqe"
 )
 
-// chains records what write-behind submits, then submits it (or what
-// alter makes of it).
-type chains struct {
-	mu    sync.Mutex
-	seen  [][]sqe.SQE
-	alter func(r *ringwake.Ring, ctx context.Context, ss []sqe.SQE, res []int32) error
+// syncCall is one write-behind sync's system call.
+type syncCall struct {
+	fd, n int
+	off   int64
+	flags int
 }
 
-func recordChains(t *testing.T) *chains {
-	c := &chains{}
-	restore := pebblevfs.SetSubmitChain(func(r *ringwake.Ring, ctx context.Context, ss []sqe.SQE, res []int32) error {
+// syncs records write-behind's write+flush calls, then makes them (or
+// what alter makes of them).
+type syncs struct {
+	mu    sync.Mutex
+	seen  []syncCall
+	alter func(fd int, p []byte, off int64, flags int) (int, error)
+}
+
+func recordSyncs(t *testing.T) *syncs {
+	c := &syncs{}
+	restore := pebblevfs.SetWriteSync(func(fd int, p []byte, off int64, flags int) (int, error) {
 		c.mu.Lock()
-		c.seen = append(c.seen, append([]sqe.SQE(nil), ss...))
+		c.seen = append(c.seen, syncCall{fd, len(p), off, flags})
 		alter := c.alter
 		c.mu.Unlock()
 		if alter != nil {
-			return alter(r, ctx, ss, res)
+			return alter(fd, p, off, flags)
 		}
-		return r.SubmitAndWait(ctx, ss, res)
+		return unix.Pwritev2(fd, [][]byte{p}, off, flags)
 	})
 	t.Cleanup(restore)
 	return c
 }
 
-func (c *chains) take() [][]sqe.SQE {
+func (c *syncs) take() []syncCall {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.seen
@@ -50,36 +56,18 @@ func (c *chains) take() [][]sqe.SQE {
 	return s
 }
 
-// checkChain fails unless got is one submission: a write of n bytes at off
-// on fd, linked to an fsync (fdatasync when datasync) of the same fd that
-// ends the chain.
-func checkChain(t *testing.T, got [][]sqe.SQE, fd int, n int, off int64, datasync bool) {
+// checkSyncs fails unless got is want: each a write of n bytes at off on
+// fd that carries the flush flags says.
+func checkSyncs(t *testing.T, got []syncCall, want ...syncCall) {
 	t.Helper()
-	if len(got) != 1 || len(got[0]) != 2 {
-		t.Fatalf("submissions %d (sizes %v), want one of a write and an fsync", len(got), sizes(got))
+	if len(got) != len(want) {
+		t.Fatalf("%d write+flush calls %v, want %v", len(got), got, want)
 	}
-	w, s := got[0][0], got[0][1]
-	if w.Opcode != sqe.OpWrite || int(w.Fd) != fd || int(w.Len) != n || int64(w.Off) != off {
-		t.Fatalf("first SQE: op %d fd %d len %d off %d, want a write on fd %d of %d bytes at %d", w.Opcode, w.Fd, w.Len, w.Off, fd, n, off)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("write+flush call %d: %+v, want %+v (RWF_DSYNC %#x, RWF_SYNC %#x)", i, got[i], want[i], unix.RWF_DSYNC, unix.RWF_SYNC)
+		}
 	}
-	if w.Flags&sqe.IOLink == 0 {
-		t.Fatal("the write is not linked to the fsync: the kernel may run the fsync before the write completes")
-	}
-	want := uint32(0)
-	if datasync {
-		want = sqe.FsyncDatasync
-	}
-	if s.Opcode != sqe.OpFsync || int(s.Fd) != fd || s.OpFlags != want || s.Flags&(sqe.IOLink|sqe.IOHardlink) != 0 {
-		t.Fatalf("second SQE: op %d fd %d flags %#x/%#x, want an fsync (flags %#x) of fd %d ending the chain", s.Opcode, s.Fd, s.OpFlags, s.Flags, want, fd)
-	}
-}
-
-func sizes(ss [][]sqe.SQE) []int {
-	var n []int
-	for _, s := range ss {
-		n = append(n, len(s))
-	}
-	return n
 }
 
 // wantFile fails unless the file name holds exactly want (nothing, for
@@ -95,14 +83,14 @@ func wantFile(t *testing.T, name string, want []byte, when string) {
 	}
 }
 
-// TestWriteBehindLinksSync: a WAL's Writes reach no ring and no kernel
-// until a sync; SyncData and Sync then hand everything pending to the
-// kernel as one submission, the write linked to the fsync, so the fsync
-// runs only after the write completed; with nothing pending a sync is the
-// File's own.
-func TestWriteBehindLinksSync(t *testing.T) {
+// TestWriteBehindSyncWritesAndFlushes: a WAL's Writes reach no ring and
+// no kernel until a sync; SyncData and Sync then hand everything pending to
+// the kernel in one write that carries the flush (RWF_DSYNC, RWF_SYNC), so
+// nothing is reported synced that the flush did not cover; with nothing
+// pending a sync is the File's own.
+func TestWriteBehindSyncWritesAndFlushes(t *testing.T) {
 	r := newRing(t)
-	c := recordChains(t)
+	c := recordSyncs(t)
 	fsys := pebblevfs.New(r)
 	name := filepath.Join(t.TempDir(), "000009.log")
 	f, err := fsys.Create(name, vfs.WriteCategoryUnspecified)
@@ -127,16 +115,14 @@ func TestWriteBehindLinksSync(t *testing.T) {
 	if err := f.SyncData(); err != nil {
 		t.Fatal(err)
 	}
-	checkChain(t, c.take(), fd, len(want), 0, true)
+	checkSyncs(t, c.take(), syncCall{fd, len(want), 0, unix.RWF_DSYNC})
 	wantFile(t, name, want, "after SyncData")
 
 	_, fsyncs := pebblevfs.FileSyncStats(f)
 	if err := f.SyncData(); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.take(); len(got) != 0 {
-		t.Fatalf("SyncData with nothing pending submitted %d chains", len(got))
-	}
+	checkSyncs(t, c.take())
 	if _, now := pebblevfs.FileSyncStats(f); now != fsyncs+1 {
 		t.Fatalf("SyncData with nothing pending: %d fdatasyncs of the File, want 1", now-fsyncs)
 	}
@@ -148,28 +134,21 @@ func TestWriteBehindLinksSync(t *testing.T) {
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	checkChain(t, c.take(), fd, len(more), int64(len(want)), false)
+	checkSyncs(t, c.take(), syncCall{fd, len(more), int64(len(want)), unix.RWF_SYNC})
 	wantFile(t, name, append(want, more...), "after Sync")
 }
 
 // TestWriteBehindShortWrite: when the kernel writes part of the pending
-// bytes, it cancels the fsync linked to the write; SyncData must then write
-// the rest and sync again before it returns, not report the canceled fsync
-// as done or lose the tail.
+// bytes, SyncData must write the rest, again with the flush, before it
+// returns, not report the tail as synced or lose it.
 func TestWriteBehindShortWrite(t *testing.T) {
 	r := newRing(t)
-	c := recordChains(t)
-	c.alter = func(r *ringwake.Ring, ctx context.Context, ss []sqe.SQE, res []int32) error {
-		// What the kernel does with a short linked write: the write
-		// completes with fewer bytes and the fsync with -ECANCELED.
-		w := ss[0]
-		w.Len /= 2
-		w.Flags &^= sqe.IOLink
-		if err := r.SubmitAndWait(ctx, []sqe.SQE{w}, res[:1]); err != nil {
-			return err
+	c := recordSyncs(t)
+	c.alter = func(fd int, p []byte, off int64, flags int) (int, error) {
+		if off == 0 {
+			p = p[:len(p)/2]
 		}
-		res[1] = -int32(syscall.ECANCELED)
-		return nil
+		return unix.Pwritev2(fd, [][]byte{p}, off, flags)
 	}
 	name := filepath.Join(t.TempDir(), "000010.log")
 	f, err := pebblevfs.New(r).Create(name, vfs.WriteCategoryUnspecified)
@@ -178,33 +157,23 @@ func TestWriteBehindShortWrite(t *testing.T) {
 	}
 	defer f.Close()
 	want := blocks(t, f, 5)
-	_, fsyncs := pebblevfs.FileSyncStats(f)
 	if err := f.SyncData(); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(c.take()); got != 1 {
-		t.Fatalf("%d chains, want 1", got)
-	}
+	fd, half := int(f.Fd()), len(want)/2
+	checkSyncs(t, c.take(), syncCall{fd, len(want), 0, unix.RWF_DSYNC}, syncCall{fd, len(want) - half, int64(half), unix.RWF_DSYNC})
 	wantFile(t, name, want, "after a short write and SyncData")
-	if _, now := pebblevfs.FileSyncStats(f); now != fsyncs+1 {
-		t.Fatalf("after a short linked write: %d fdatasyncs of the rest, want 1", now-fsyncs)
-	}
 }
 
 // TestWriteBehindErrorSticky: a pending write that fails fails the sync
 // that carried it, never reported as synced, and every later call,
-// including Close; so does an fsync that fails after its write.
+// including Close; so does a write whose flush fails.
 func TestWriteBehindErrorSticky(t *testing.T) {
 	testDevFullSticky(t, pebblevfs.BehindFile)
 
-	// The write succeeds and the fsync linked to it fails.
 	r := newRing(t)
-	c := recordChains(t)
-	c.alter = func(r *ringwake.Ring, ctx context.Context, ss []sqe.SQE, res []int32) error {
-		err := r.SubmitAndWait(ctx, ss, res)
-		res[1] = -int32(syscall.EIO)
-		return err
-	}
+	c := recordSyncs(t)
+	c.alter = func(int, []byte, int64, int) (int, error) { return 0, syscall.EIO }
 	g, err := pebblevfs.New(r).Create(filepath.Join(t.TempDir(), "MANIFEST-000001"), vfs.WriteCategoryUnspecified)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +182,7 @@ func TestWriteBehindErrorSticky(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := g.Sync(); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("Sync whose fsync failed: %v, want EIO", err)
+		t.Fatalf("Sync whose write+fsync failed: %v, want EIO", err)
 	}
 	if err := g.SyncData(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("SyncData after a failed fsync: %v, want EIO (sticky)", err)
