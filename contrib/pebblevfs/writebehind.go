@@ -128,7 +128,7 @@ func (b *behindFile) flushBuffer() error {
 }
 
 // Sync makes every byte written durable with its metadata: the pending
-// write linked to an fsync, or the File's group-committed fsync when
+// write carrying RWF_SYNC, or the File's group-committed fsync when
 // nothing is pending.
 func (b *behindFile) Sync() error { return b.sync(0, "sync") }
 
