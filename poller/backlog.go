@@ -137,8 +137,9 @@ func (p *Poller) release(idx uint32) {
 	}
 }
 
-// releaseAllLocked is releaseLocked for a chunk's slots (none holds a
-// done): with nobody in the backlog, they go back to the free list at once.
+// releaseAllLocked is releaseLocked for a chunk's slots, whose fields the
+// chunk never wrote (its head's it clears itself): with nobody in the
+// backlog, they go back to the free list at once.
 func (p *Poller) releaseAllLocked(idxs []uint32) bool {
 	if p.backlog.Active() {
 		published := false
@@ -146,13 +147,6 @@ func (p *Poller) releaseAllLocked(idxs []uint32) bool {
 			published = p.releaseLocked(idx) || published
 		}
 		return published
-	}
-	for _, idx := range idxs {
-		s := &p.slots[idx]
-		s.batch = nil
-		if s.keep != nil {
-			s.keep = nil
-		}
 	}
 	p.free = append(p.free, idxs...)
 	published := p.published

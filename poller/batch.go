@@ -213,10 +213,7 @@ func (p *Poller) chunk(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []
 		}
 	}
 	w.cancelGen = p.cancelGen.Load()
-	if head.entry.Func != nil {
-		head.entry.Func = nil // dispatch counts members down itself (countDown)
-	}
-	head.batch = w
+	head.batch = w // dispatch fires no entry for a member: it counts the chunk down (countDown)
 	head.gen = (head.gen + 1) & genMask
 	ud := uint64(head.gen)<<32 | uint64(memberBit|head.idx)
 	// The tag store orders every field above before the reaper's tag load.
@@ -281,6 +278,7 @@ func (p *Poller) chunk(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []
 		err = ErrClosed
 	}
 	p.mu.Lock()
+	head.batch = nil // the slot may next hold a single request, whose completion names it
 	published = p.releaseAllLocked(idxs[:n]) || published
 	p.mu.Unlock()
 	if published {
