@@ -1,3 +1,9 @@
+// The on-disk format: segment names, headers and record framing.
+// Invariant: a record verifies only at the LSN it was written for (the LSN
+// seeds its CRC-32C), and a segment header only under the index it was
+// written for, so neither a stale record nor a renamed file can pass for a
+// current one.
+
 package wal
 
 import (

@@ -1,3 +1,8 @@
+// Replay: the durable records, in order. Invariant: Replay yields only
+// records at or below the durable LSN it read when it started, each
+// verified again, and no segment file is renamed or removed while it reads
+// (TruncateFront waits for Replays in progress).
+
 package wal
 
 import (

@@ -1,3 +1,9 @@
+// Reading a segment's records back in order, for recovery and Replay.
+// Invariant: a scan yields records only up to the first that does not
+// verify, the clean end (zeros) or an end-of-segment record, never past
+// them; and it reads only block-aligned ranges into block-aligned memory, so
+// the same scan runs on an O_DIRECT descriptor.
+
 package wal
 
 import (

@@ -1,3 +1,9 @@
+// Segment files: preparing the next one off the commit path, and recovery
+// at Open. Invariant: records go only into a segment whose file (its space
+// preallocated where the file system allows) and directory entry are
+// fsynced; recovery makes every record it keeps durable and zeroes (or cuts)
+// everything after the last one that verifies before the log appends again.
+
 package wal
 
 import (

@@ -1,3 +1,8 @@
+// The settle stage: the commit delay after an fdatasync. Invariant: a
+// settle only delays I/O, never drops it: it ends when the woken crowd is
+// back, when the first appender arrives after half the recent fdatasync
+// latency, or by a ring timeout, whichever is first.
+
 package wal
 
 import (

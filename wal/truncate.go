@@ -1,3 +1,8 @@
+// TruncateFront and spare segments. Invariant: segments are dropped oldest
+// first, each followed by a directory fsync, so a crash leaves a contiguous
+// run of intact segments; a spare's stale records never verify again (see
+// below).
+
 package wal
 
 import (
