@@ -1,18 +1,11 @@
 // The settle stage: the commit delay after an fdatasync. Invariant: a
 // settle only delays I/O, never drops it: it ends when the woken crowd is
 // back, when the first appender arrives after half the recent fdatasync
-// latency, or by a ring timeout, whichever is first.
+// latency, or by the sweep (a Go timer), whichever is first.
 
 package wal
 
-import (
-	"runtime"
-	"time"
-
-	"golang.org/x/sys/unix"
-
-	"github.com/ringwake/ringwake/sqe"
-)
+import "time"
 
 // Settling is the pipeline's commit delay. With one fdatasync in flight, a
 // closed-loop crowd of appenders splits in two halves that alternate: the
@@ -23,7 +16,7 @@ import (
 // appender that brings the W-th submits the write and its linked fdatasync)
 // or until half the recent fdatasync latency has passed, whichever is first:
 // the first appender to arrive after that time ends the settle and commits,
-// and an IORING_OP_TIMEOUT ends it through the poller should nobody arrive.
+// and the sweep (below) ends it should nobody arrive.
 // W counts the appender that made the fdatasync inline (inline.go): it comes
 // back too. Where the woken do not come back (an open
 // loop), a settle times out with fewer than half of them back, and settling
@@ -59,7 +52,7 @@ func (l *Log) startSettleLocked() bool {
 
 // settleArm runs once the broadcast woke woken appenders: it sets the
 // target, or ends the settle at once if there is nobody to wait for, and
-// otherwise arms the timeout through the ring. lead says an appender made
+// otherwise sets its deadline for the sweep. lead says an appender made
 // the fdatasync inline: it comes back too, so the target counts it. When
 // more records already wait for a commit than the fdatasync woke appenders
 // (a crowd that takes longer to come back than an fdatasync takes), waiting
@@ -92,38 +85,64 @@ func (l *Log) settleArm(epoch uint64, woken int, lead bool) {
 		d = l.settleFor
 	}
 	l.settleDeadline = time.Now().Add(d)
-	ts := &unix.Timespec{Sec: int64(d / time.Second), Nsec: int64(d % time.Second)}
-	l.mu.Unlock()
-	var s sqe.SQE
-	s.PrepTimeout(ts, 0, 0)
-	err := l.ring.Submit(&s, func(int32, uint32) {
-		runtime.KeepAlive(ts) // the kernel reads it when it takes the SQE
-		l.settleExpired(epoch)
-	})
-	if err != nil {
-		l.mu.Lock()
-		if l.settling && l.settleEpoch == epoch {
-			l.endSettleLocked(true)
-		}
-		l.finishLocked(wakes{})
+	l.sweepWanted = true
+	if !l.sweepArmed {
+		l.armSweepLocked()
 	}
+	l.mu.Unlock()
 }
 
-// settleExpired is the timeout's completion. Close does not wait for it (it
-// carries no data): Ring.Close cancels it, and it then finds nothing to do.
-//
-// A timeout whose settle already ended does nothing: whoever ended it
-// kicked the pipeline, and a kick from here, on the poller, would write the
-// records that arrived since alone, leaving their fdatasync to the ring
-// rather than to the appender that commits next.
-func (l *Log) settleExpired(epoch uint64) {
+// The sweep is what ends a settle nobody comes back for. A closed-loop
+// crowd never needs it: its settles end by arrivals (the target, or the
+// first arrival past the deadline); at 16-256 appenders a timeout ends
+// fewer than 1 settle in 200. A timeout per settle through the ring cost
+// every commit a submission that wakes the poller and a completion that
+// wakes it again. So one Go timer sweeps instead, every sweepPeriod while
+// settles keep beginning, and stops when they stop: a settle is then
+// ended at most sweepPeriod after its deadline. (A Go timer reset per
+// settle instead costs about as much as the ring timeout: a timer earlier
+// than the runtime's poll deadline wakes the poller thread.)
+const sweepPeriod = time.Millisecond
+
+// armSweepLocked starts the sweep's timer.
+func (l *Log) armSweepLocked() {
+	l.sweepArmed, l.sweepWanted = true, false
+	if l.sweep == nil {
+		l.sweep = time.AfterFunc(sweepPeriod, l.settleSweep)
+		return
+	}
+	l.sweep.Reset(sweepPeriod)
+}
+
+// settleSweep is the sweep's timer firing: it ends an overdue settle, and
+// fires again while a settle is on or began since it last fired.
+func (l *Log) settleSweep() {
 	l.mu.Lock()
-	if !l.settling || l.settleEpoch != epoch {
+	l.sweepArmed = false
+	if l.closing {
+		l.cond.Broadcast() // Close waits for a sweep already firing
 		l.mu.Unlock()
 		return
 	}
-	l.endSettleLocked(2*l.settleSeen >= l.settleTarget)
-	l.finishLocked(wakes{})
+	if l.sweepWanted || l.settling {
+		l.armSweepLocked()
+	}
+	if l.settling && l.settleTarget > 0 && time.Until(l.settleDeadline) < 0 {
+		l.endSettleLocked(2*l.settleSeen >= l.settleTarget)
+		l.finishLocked(wakes{})
+		return
+	}
+	l.mu.Unlock()
+}
+
+// stopSweepLocked is Close's: once it returns, no sweep runs. l.mu is held.
+func (l *Log) stopSweepLocked() {
+	if l.sweepArmed && l.sweep.Stop() {
+		l.sweepArmed = false
+	}
+	for l.sweepArmed {
+		l.cond.Wait() // it fired: it finds closing set
+	}
 }
 
 // endSettleLocked ends the settle; a settle most of the crowd did not come

@@ -641,6 +641,47 @@ func TestSettleWaitsForTheCrowd(t *testing.T) {
 	}
 }
 
+// TestSettleSweep checks how settles end in a closed-loop crowd: by
+// arrivals, with no ring request per settle (the commits are inline, so the
+// ring sees next to nothing), and that the sweep that ends settles nobody
+// comes back for stops once settles stop.
+func TestSettleSweep(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{SegmentSize: 16 << 20, SkipZeroFill: true})
+	defer l.Close()
+	const crowd, rounds = 8, 200
+	st0, rs0 := l.Stats(), l.ring.Stats()
+	errs := make(chan error, crowd)
+	for g := range crowd {
+		go func() {
+			for n := range rounds {
+				if _, err := l.Append(context.Background(), testRecord(g, n)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range crowd {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, rs := l.Stats(), l.ring.Stats()
+	syncs, submitted := st.Syncs-st0.Syncs, rs.Submitted-rs0.Submitted
+	if syncs < 10 || st.InlineSyncs-st0.InlineSyncs < syncs/2 {
+		t.Fatalf("%d fdatasyncs, %d inline: not a crowd committing inline", syncs, st.InlineSyncs-st0.InlineSyncs)
+	}
+	if submitted > syncs/4 {
+		t.Fatalf("%d ring requests for %d fdatasyncs: the settles cost the ring a request each", submitted, syncs)
+	}
+	waitFor(t, "the sweep to stop", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.sweepArmed && !l.settling
+	})
+}
+
 // TestZeroFillPaced checks that the next segment is zero-filled, in slices
 // riding along with the commits, before the log rolls into it; and not at
 // all with SkipZeroFill.
