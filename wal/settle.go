@@ -71,7 +71,8 @@ func (l *Log) settleArm(epoch uint64, woken int, lead bool) {
 	if lead {
 		target++
 	}
-	if pending := int(l.nextLSN-1-l.durable.Load()) - l.settleSeen; woken > 0 && pending >= woken {
+	pending := int(l.nextLSN-1-l.durable.Load()) - l.settleSeen
+	if woken > 0 && pending >= woken {
 		target = 1
 	}
 	if woken == 0 || l.closing {
@@ -80,7 +81,7 @@ func (l *Log) settleArm(epoch uint64, woken int, lead bool) {
 		return
 	}
 	l.settleTarget = target
-	d := min(max(l.syncEWMA/2, settleMin), settleMax)
+	d := settleDelay(l.syncEWMA, woken, pending)
 	if l.settleFor > 0 {
 		d = l.settleFor
 	}
@@ -90,6 +91,22 @@ func (l *Log) settleArm(epoch uint64, woken int, lead bool) {
 		l.armSweepLocked()
 	}
 	l.mu.Unlock()
+}
+
+// settleDelay is how long a settle waits for the woken crowd at most: half
+// the recent fdatasync latency, shortened in proportion to the records that
+// already wait when they are a quarter of the woken or more. Those missed
+// the commit that just completed (a crowd that takes longer to come back
+// than an fdatasync takes, as 256 appenders on 2 vCPUs): they have waited
+// a whole cycle already, and the settle adds to their wait, the p99. Below
+// a quarter (16-64 appenders, mostly) the delay stays whole: a shortened one
+// there ends settles before the crowd is back.
+func settleDelay(ewma time.Duration, woken, pending int) time.Duration {
+	d := min(max(ewma/2, settleMin), settleMax)
+	if 4*pending >= woken && pending < woken {
+		d = max(d*time.Duration(woken-pending)/time.Duration(woken), settleMin)
+	}
+	return d
 }
 
 // The sweep is what ends a settle nobody comes back for. A closed-loop

@@ -682,6 +682,31 @@ func TestSettleSweep(t *testing.T) {
 	})
 }
 
+// TestSettleDelay checks the settle's timeout: half the fdatasync latency
+// (within bounds), shortened in proportion to the records already waiting
+// once they are a quarter of the woken crowd or more.
+func TestSettleDelay(t *testing.T) {
+	const ewma = 400 * time.Microsecond
+	for _, c := range []struct {
+		ewma           time.Duration
+		woken, pending int
+		want           time.Duration
+	}{
+		{ewma, 100, 0, 200 * time.Microsecond},
+		{ewma, 100, 24, 200 * time.Microsecond}, // under a quarter: whole
+		{ewma, 100, 25, 150 * time.Microsecond},
+		{ewma, 100, 50, 100 * time.Microsecond},
+		{ewma, 100, 99, settleMin},
+		{ewma, 100, 100, 200 * time.Microsecond}, // target 1 instead (settleArm)
+		{0, 10, 0, settleMin},
+		{time.Hour, 10, 0, settleMax},
+	} {
+		if got := settleDelay(c.ewma, c.woken, c.pending); got != c.want {
+			t.Errorf("settleDelay(%v, woken %d, pending %d) = %v, want %v", c.ewma, c.woken, c.pending, got, c.want)
+		}
+	}
+}
+
 // TestZeroFillPaced checks that the next segment is zero-filled, in slices
 // riding along with the commits, before the log rolls into it; and not at
 // all with SkipZeroFill.
