@@ -115,8 +115,9 @@ func settleDelay(ewma time.Duration, woken, pending int) time.Duration {
 // fewer than 1 settle in 200. A timeout per settle through the ring cost
 // every commit a submission that wakes the poller and a completion that
 // wakes it again. So one Go timer sweeps instead, every sweepPeriod while
-// settles keep beginning, and stops when they stop: a settle is then
-// ended at most sweepPeriod after its deadline. (docs/wal.md has the
+// settles keep beginning, and stops when they stop: a settle found overdue
+// at two firings in a row is ended, at most 2*sweepPeriod after its
+// deadline. (docs/wal.md has the
 // measurements, and those of a Go timer reset per settle and of one ring
 // timeout shared by the settles, which both lost at some count.)
 const sweepPeriod = time.Millisecond
@@ -131,8 +132,9 @@ func (l *Log) armSweepLocked() {
 	l.sweep.Reset(sweepPeriod)
 }
 
-// settleSweep is the sweep's timer firing: it ends an overdue settle, and
-// fires again while a settle is on or began since it last fired.
+// settleSweep is the sweep's timer firing: it ends a settle it found
+// overdue at its last firing too, and fires again while a settle is on or
+// began since it last fired.
 func (l *Log) settleSweep() {
 	l.mu.Lock()
 	l.sweepArmed = false
@@ -145,9 +147,17 @@ func (l *Log) settleSweep() {
 		l.armSweepLocked()
 	}
 	if l.settling && l.settleTarget > 0 && time.Until(l.settleDeadline) < 0 {
-		l.endSettleLocked(2*l.settleSeen >= l.settleTarget)
-		l.finishLocked(wakes{})
-		return
+		if l.sweepLook == l.settleEpoch {
+			// Overdue at the last firing too: nobody is coming to end it.
+			l.endSettleLocked(2*l.settleSeen >= l.settleTarget)
+			l.finishLocked(wakes{})
+			return
+		}
+		// Overdue by less than a period, maybe by microseconds (a settle
+		// shortened for stragglers): an arrival ends it unless nobody
+		// comes. Ended here, with few of the crowd back yet, it would
+		// count as a miss and hold the next settles back.
+		l.sweepLook = l.settleEpoch
 	}
 	l.mu.Unlock()
 }

@@ -203,6 +203,7 @@ type Log struct {
 	sweep          *time.Timer   // ends settles nobody comes back for (settle.go)
 	sweepArmed     bool          // sweep is pending, or fired and has not taken l.mu yet
 	sweepWanted    bool          // a settle began since the sweep last fired
+	sweepLook      uint64        // the epoch of the settle the sweep last found overdue
 	syncStart      time.Time
 	syncEWMA       time.Duration
 

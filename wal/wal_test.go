@@ -682,6 +682,39 @@ func TestSettleSweep(t *testing.T) {
 	})
 }
 
+// TestSettleSweepTwoLooks checks that the sweep leaves a settle overdue by
+// less than a period to the arrivals (a shortened settle may be overdue
+// after microseconds), and ends it, as a miss, when it finds it overdue at
+// the next firing too.
+func TestSettleSweepTwoLooks(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{SegmentSize: 1 << 20})
+	defer l.Close()
+	settling := func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.settling
+	}
+	l.mu.Lock()
+	l.sweep = time.AfterFunc(time.Hour, func() {}) // the test fires the sweep itself
+	l.settling = true
+	l.settleEpoch++
+	l.settleSeen, l.settleTarget = 0, 8
+	l.settleDeadline = time.Now().Add(-time.Microsecond)
+	l.mu.Unlock()
+	l.settleSweep()
+	if !settling() || l.Stats().SettleMiss != 0 {
+		t.Fatalf("the first firing past the deadline ended the settle (misses %d)", l.Stats().SettleMiss)
+	}
+	l.settleSweep()
+	if settling() || l.Stats().SettleMiss != 1 {
+		t.Fatalf("the second firing past the deadline: settling %v, misses %d; want it ended as a miss", settling(), l.Stats().SettleMiss)
+	}
+	l.mu.Lock()
+	l.sweep.Stop()
+	l.sweepArmed = false // its func is not settleSweep: Close must not wait for it
+	l.mu.Unlock()
+}
+
 // TestSettleDelay checks the settle's timeout: half the fdatasync latency
 // (within bounds), shortened in proportion to the records already waiting
 // once they are a quarter of the woken crowd or more.
