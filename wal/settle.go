@@ -117,9 +117,9 @@ func settleDelay(ewma time.Duration, woken, pending int) time.Duration {
 // wakes it again. So one Go timer sweeps instead, every sweepPeriod while
 // settles keep beginning, and stops when they stop: a settle found overdue
 // at two firings in a row is ended, at most 2*sweepPeriod after its
-// deadline. (docs/wal.md has the
-// measurements, and those of a Go timer reset per settle and of one ring
-// timeout shared by the settles, which both lost at some count.)
+// deadline. (docs/wal.md has the measurements, and those of a Go timer
+// reset per settle and of one ring timeout shared by the settles, which
+// both lost at some count.)
 const sweepPeriod = time.Millisecond
 
 // armSweepLocked starts the sweep's timer.
