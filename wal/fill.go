@@ -139,8 +139,9 @@ func (l *Log) reserveLocked(record []byte) (uint64, error) {
 			case l.settleSeen >= l.settleTarget:
 				l.endSettleLocked(true) // the crowd is back: this appender's kick commits it
 			case time.Until(l.settleDeadline) < 0:
-				// Past the timeout, which may not have reached the poller yet:
-				// the appender that comes first commits, inline. Appenders are
+				// Past the deadline, which the sweep (settle.go) checks only
+				// every millisecond: the appender that comes first commits,
+				// inline. Appenders are
 				// coming back: not a settle to back off from. (Until reads
 				// only the monotonic clock, where Now reads the wall clock
 				// too: this runs for most appends of a crowd, under l.mu.)

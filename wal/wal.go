@@ -200,6 +200,10 @@ type Log struct {
 	settleBackoff  int
 	settleFor      time.Duration // tests: a fixed settle timeout
 	settleDeadline time.Time     // when the settle's timeout is due
+	sweep          *time.Timer   // ends settles nobody comes back for (settle.go)
+	sweepArmed     bool          // sweep is pending, or fired and has not taken l.mu yet
+	sweepWanted    bool          // a settle began since the sweep last fired
+	sweepLook      uint64        // the epoch of the settle the sweep last found overdue
 	syncStart      time.Time
 	syncEWMA       time.Duration
 
@@ -302,7 +306,7 @@ func (l *Log) MaxRecordSize() int { return l.maxRec }
 
 // ringEntries sizes the Log's private ring. A Log keeps at most four
 // pipeline requests (a write, its fdatasync, a zero-fill slice and its
-// sync_file_range), one settle timeout, a few per segment being prepared, a
+// sync_file_range), a few per segment being prepared, a
 // TruncateFront's directory fsync and maxReplayReads Replay opens and reads
 // in flight: far below this, so a completion callback that submits the next
 // step never finds the ring full.
@@ -452,6 +456,7 @@ func (l *Log) Close() error {
 	}
 	l.closing = true
 	l.settling, l.hold = false, false // flush now
+	l.stopSweepLocked()
 	drained := make(chan struct{})
 	l.drainCh = drained
 	// Space waiters find closing set and give up; what is queued goes down.

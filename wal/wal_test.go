@@ -641,6 +641,105 @@ func TestSettleWaitsForTheCrowd(t *testing.T) {
 	}
 }
 
+// TestSettleSweep checks how settles end in a closed-loop crowd: by
+// arrivals, with no ring request per settle (the commits are inline, so the
+// ring sees next to nothing), and that the sweep that ends settles nobody
+// comes back for stops once settles stop.
+func TestSettleSweep(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{SegmentSize: 16 << 20, SkipZeroFill: true})
+	defer l.Close()
+	const crowd, rounds = 8, 200
+	st0, rs0 := l.Stats(), l.ring.Stats()
+	errs := make(chan error, crowd)
+	for g := range crowd {
+		go func() {
+			for n := range rounds {
+				if _, err := l.Append(context.Background(), testRecord(g, n)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range crowd {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, rs := l.Stats(), l.ring.Stats()
+	syncs, submitted := st.Syncs-st0.Syncs, rs.Submitted-rs0.Submitted
+	if syncs < 10 || st.InlineSyncs-st0.InlineSyncs < syncs/2 {
+		t.Fatalf("%d fdatasyncs, %d inline: not a crowd committing inline", syncs, st.InlineSyncs-st0.InlineSyncs)
+	}
+	if submitted > syncs/4 {
+		t.Fatalf("%d ring requests for %d fdatasyncs: the settles cost the ring a request each", submitted, syncs)
+	}
+	waitFor(t, "the sweep to stop", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.sweepArmed && !l.settling
+	})
+}
+
+// TestSettleSweepTwoLooks checks that the sweep leaves a settle overdue by
+// less than a period to the arrivals (a shortened settle may be overdue
+// after microseconds), and ends it, as a miss, when it finds it overdue at
+// the next firing too.
+func TestSettleSweepTwoLooks(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{SegmentSize: 1 << 20})
+	defer l.Close()
+	settling := func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.settling
+	}
+	l.mu.Lock()
+	l.sweep = time.AfterFunc(time.Hour, func() {}) // the test fires the sweep itself
+	l.settling = true
+	l.settleEpoch++
+	l.settleSeen, l.settleTarget = 0, 8
+	l.settleDeadline = time.Now().Add(-time.Microsecond)
+	l.mu.Unlock()
+	l.settleSweep()
+	if !settling() || l.Stats().SettleMiss != 0 {
+		t.Fatalf("the first firing past the deadline ended the settle (misses %d)", l.Stats().SettleMiss)
+	}
+	l.settleSweep()
+	if settling() || l.Stats().SettleMiss != 1 {
+		t.Fatalf("the second firing past the deadline: settling %v, misses %d; want it ended as a miss", settling(), l.Stats().SettleMiss)
+	}
+	l.mu.Lock()
+	l.sweep.Stop()
+	l.sweepArmed = false // its func is not settleSweep: Close must not wait for it
+	l.mu.Unlock()
+}
+
+// TestSettleDelay checks the settle's timeout: half the fdatasync latency
+// (within bounds), shortened in proportion to the records already waiting
+// once they are a quarter of the woken crowd or more.
+func TestSettleDelay(t *testing.T) {
+	const ewma = 400 * time.Microsecond
+	for _, c := range []struct {
+		ewma           time.Duration
+		woken, pending int
+		want           time.Duration
+	}{
+		{ewma, 100, 0, 200 * time.Microsecond},
+		{ewma, 100, 24, 200 * time.Microsecond}, // under a quarter: whole
+		{ewma, 100, 25, 150 * time.Microsecond},
+		{ewma, 100, 50, 100 * time.Microsecond},
+		{ewma, 100, 99, settleMin},
+		{ewma, 100, 100, 200 * time.Microsecond}, // target 1 instead (settleArm)
+		{0, 10, 0, settleMin},
+		{time.Hour, 10, 0, settleMax},
+	} {
+		if got := settleDelay(c.ewma, c.woken, c.pending); got != c.want {
+			t.Errorf("settleDelay(%v, woken %d, pending %d) = %v, want %v", c.ewma, c.woken, c.pending, got, c.want)
+		}
+	}
+}
+
 // TestZeroFillPaced checks that the next segment is zero-filled, in slices
 // riding along with the commits, before the log rolls into it; and not at
 // all with SkipZeroFill.
