@@ -153,6 +153,9 @@ func (p *Poller) yieldFor(ch chan struct{}, done <-chan struct{}) {
 	}
 	for range yieldRounds {
 		runtime.Gosched()
+		if len(ch) == 0 {
+			p.reap(true)
+		}
 		if len(ch) > 0 {
 			if p.yieldScore.Add(yieldWin) > yieldMax {
 				p.yieldScore.Store(yieldMax)

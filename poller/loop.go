@@ -42,8 +42,13 @@ func (p *Poller) loop() {
 			th.adjust(true)
 			lockedFrom = time.Now()
 		}
-		if n := p.ring.PeekBatch(p.cqes); n > 0 {
-			woke = p.dispatch(p.cqes[:n])
+		if n, w, busy := p.reap(false); n > 0 || busy {
+			// busy: a caller is delivering a batch; look again (no sleep
+			// in the kernel for completions it may be taking).
+			if busy {
+				continue
+			}
+			woke = w
 			spins = 0
 			if th.locked && woke {
 				if now := time.Now(); now.Sub(lockedFrom) >= lockedSlice {

@@ -210,8 +210,12 @@ type Poller struct {
 	}
 
 	// poller-goroutine-only scratch, reused every batch.
-	cqes  []ring.CQE
-	fired []firedCallback
+	cqes []ring.CQE
+	// reapLock is held by whoever reads the CQ and delivers its batch:
+	// the poller, an inline reaper, or a caller yielding for its
+	// completion (reap). One reaper at a time, so each CQE once.
+	reapLock atomic.Bool
+	fired    []firedCallback
 }
 
 // New sets up the ring and starts the poller goroutine, which Close stops.
