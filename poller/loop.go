@@ -42,30 +42,16 @@ func (p *Poller) loop() {
 			th.adjust(true)
 			lockedFrom = time.Now()
 		}
-		if n, w, busy := p.reap(false); n > 0 || busy {
-			// busy: a caller is delivering a batch; look again (no sleep
-			// in the kernel for completions it may be taking).
-			if busy {
-				continue
-			}
+		n, w, busy := p.reap(false)
+		if n > 0 {
 			woke = w
 			spins = 0
-			if th.locked && woke {
-				if now := time.Now(); now.Sub(lockedFrom) >= lockedSlice {
-					// Goroutines readied onto this P while the poller holds it
-					// (callers it woke, one the wake-up that brought it here put
-					// off) are served only by this P while the other has work of
-					// its own: let go of the thread and yield now and then, or
-					// they wait until the poller parks or sysmon preempts it
-					// (10 ms and more).
-					th.adjust(false)
-					runtime.Gosched()
-					lockedFrom = time.Now()
-				}
+			if woke {
+				th.share(&lockedFrom)
 			}
 			continue
 		}
-		if p.ring.CQOverflow() {
+		if !busy && p.ring.CQOverflow() {
 			p.stats.overflows.Add(1)
 			p.ring.FlushOverflow()
 			continue
@@ -92,6 +78,16 @@ func (p *Poller) loop() {
 				p.stats.enters.Add(1)
 				p.submit()
 			}
+		}
+		if busy {
+			// A caller is delivering a batch: look again soon, without
+			// sleeping in the kernel for completions it may be taking.
+			if th.locked {
+				th.share(&lockedFrom)
+			} else {
+				runtime.Gosched()
+			}
+			continue
 		}
 		// closed before pending: once Close has begun no request is added
 		// (Close's own cancel only while others are pending), so pending
