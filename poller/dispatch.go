@@ -1,9 +1,11 @@
 // Delivering completions: a batch of CQEs to their slots' entries.
 //
-// Invariant: exactly once. A CQE is delivered only if its slot is in flight
-// under its generation; a request's last CQE moves the slot out of flight
-// before anyone is woken, and callback slots are freed under one lock
-// before any callback runs, so a callback that resubmits finds a slot.
+// Invariant: exactly once. The CQ is read by one reaper at a time, whoever
+// holds reapLock (the poller, an inline reaper, a yielding caller). A CQE
+// is delivered only if its slot is in flight under its generation; a
+// request's last CQE moves the slot out of flight before anyone is woken,
+// and callback slots are freed under one lock before any callback runs, so
+// a callback that resubmits finds a slot.
 
 package poller
 
