@@ -34,8 +34,11 @@ func (p *Poller) loop() {
 	var spinFrom time.Time
 	yielded := false
 	var lockedFrom time.Time // when the thread was last taken or the P last yielded
+	callers := false         // blocking callers were woken or reaped since the last park
 	for {
-		th.share(&lockedFrom)
+		if callers {
+			th.share(&lockedFrom)
+		}
 		inFlight := p.pending.Load()
 		deep = deep || inFlight-p.batchExtra.Load() >= lockDepth
 		// See dedicatedThread for when the thread is taken and let go.
@@ -46,6 +49,7 @@ func (p *Poller) loop() {
 		n, w, busy := p.reap(false)
 		if n > 0 {
 			woke = w
+			callers = callers || w
 			spins = 0
 			continue
 		}
@@ -81,6 +85,7 @@ func (p *Poller) loop() {
 			}
 		}
 		if busy {
+			callers = true
 			// A caller is delivering a batch: look again soon, without
 			// sleeping in the kernel for completions it may be taking.
 			if !th.locked {
@@ -122,6 +127,7 @@ func (p *Poller) loop() {
 			// serves a crowd better than an inline reaper does.
 			p.shallow.Store(!deep)
 			deep = false
+			callers = false
 			p.park()
 			if dedicated = p.dedicatedThread(); !dedicated {
 				th.adjust(false) // GOMAXPROCS went to 1 meanwhile: yield again
