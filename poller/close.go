@@ -7,7 +7,11 @@
 
 package poller
 
-import "github.com/ringwake/ringwake/sqe"
+import (
+	"runtime"
+
+	"github.com/ringwake/ringwake/sqe"
+)
 
 // Close stops new work, wakes every backlogged submitter with ErrClosed,
 // cancels what is in flight, waits until the kernel has completed (and so
@@ -36,6 +40,11 @@ func (p *Poller) Close() error {
 		}
 	}
 	<-p.stopped
+	// Held for good: a caller still yielding in yieldFor reads the CQ only
+	// under it.
+	for !p.reapLock.CompareAndSwap(false, true) {
+		runtime.Gosched()
+	}
 	p.unmapMu.Lock()
 	p.unmapped = true
 	p.closeErr = p.ring.Close()

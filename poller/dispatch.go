@@ -1,9 +1,11 @@
 // Delivering completions: a batch of CQEs to their slots' entries.
 //
-// Invariant: exactly once. A CQE is delivered only if its slot is in flight
-// under its generation; a request's last CQE moves the slot out of flight
-// before anyone is woken, and callback slots are freed under one lock
-// before any callback runs, so a callback that resubmits finds a slot.
+// Invariant: exactly once. The CQ is read by one reaper at a time, whoever
+// holds reapLock (the poller, an inline reaper, a yielding caller). A CQE
+// is delivered only if its slot is in flight under its generation; a
+// request's last CQE moves the slot out of flight before anyone is woken,
+// and callback slots are freed under one lock before any callback runs, so
+// a callback that resubmits finds a slot.
 
 package poller
 
@@ -23,10 +25,28 @@ type firedCallback struct {
 	final bool // the request's last completion: its slot is freed before callbacks run
 }
 
+// reap takes one batch of completions off the CQ and delivers it, unless
+// another goroutine holds the reaper's lock (busy). guest says the caller
+// is not the poller goroutine: a blocking caller reaping inline or while
+// it yields, whose callbacks then run on its goroutine.
+func (p *Poller) reap(guest bool) (n int, woke, busy bool) {
+	// The CQ is read only under the lock, which Close takes for good
+	// before it unmaps the ring: a caller whose completion another reaper
+	// delivered meanwhile may still be on its way in.
+	if !p.reapLock.CompareAndSwap(false, true) {
+		return 0, false, true
+	}
+	if n = p.ring.PeekBatch(p.cqes); n > 0 {
+		woke = p.dispatch(p.cqes[:n], guest)
+	}
+	p.reapLock.Store(false)
+	return n, woke, false
+}
+
 // dispatch delivers a batch and reports whether it woke a parked
 // goroutine. Callback slots are freed under one lock before any callback
 // runs, so a callback that resubmits finds a slot.
-func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
+func (p *Poller) dispatch(cqes []ring.CQE, guest bool) (woke bool) {
 	fired := p.fired[:0]
 	var done int64 // final completions of published SQEs, for pending
 	var delivered, stale uint64
@@ -131,8 +151,7 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 	// pending drops only after the batch's slots are consistent again, so
 	// Close never sees zero while a callback still has to run.
 	if len(fired) > 0 {
-		lent := p.state.Load() == pollerLent
-		if lent && p.reaperGoid.Load() == 0 {
+		if guest {
 			// Callbacks on a caller's goroutine: a Submit they make with no
 			// slot free must defer, as on the poller, not sleep (onPoller).
 			p.reaperGoid.Store(curGoid())
@@ -146,8 +165,11 @@ func (p *Poller) dispatch(cqes []ring.CQE) (woke bool) {
 			fired[i].done = nil
 		}
 		p.inCallbacks.Store(false)
-		if f := p.cfg.OnCallbacks; f != nil && lent {
+		if f := p.cfg.OnCallbacks; f != nil && guest {
 			f(false)
+		}
+		if guest {
+			p.reaperGoid.Store(0)
 		}
 	}
 	p.pending.Add(-done)

@@ -10,6 +10,7 @@ package poller
 
 import (
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -54,8 +55,10 @@ func (p *Poller) reapInline(ch chan struct{}, left *atomic.Int32) {
 		if p.pending.Load()-p.batchExtra.Load() >= lockDepth {
 			p.shallow.Store(false) // a crowd joined: the poller serves the next spell
 		}
-		if n := p.ring.PeekBatch(p.cqes); n > 0 {
-			p.dispatch(p.cqes[:n])
+		if n, _, busy := p.reap(true); n > 0 || busy {
+			if busy {
+				runtime.Gosched() // a yielding caller is delivering: ours may be in its batch
+			}
 			continue
 		}
 		if p.ring.CQOverflow() || p.closed.Load() {
@@ -82,9 +85,6 @@ func (p *Poller) reapInline(ch chan struct{}, left *atomic.Int32) {
 			!errors.Is(err, syscall.ETIME) && !errors.Is(err, syscall.EINTR) {
 			break // EBUSY and the like: the poller sorts them out
 		}
-	}
-	if p.reaperGoid.Load() != 0 { // set only if callbacks ran here: a load is cheaper than a store
-		p.reaperGoid.Store(0)
 	}
 	if p.pending.Load() > 0 || p.closed.Load() || p.ring.SQPending() > 0 || p.ring.CQReady() > 0 || p.ring.CQOverflow() {
 		p.handBack()

@@ -34,7 +34,11 @@ func (p *Poller) loop() {
 	var spinFrom time.Time
 	yielded := false
 	var lockedFrom time.Time // when the thread was last taken or the P last yielded
+	callers := false         // blocking callers were woken or reaped since the last park
 	for {
+		if callers {
+			th.share(&lockedFrom)
+		}
 		inFlight := p.pending.Load()
 		deep = deep || inFlight-p.batchExtra.Load() >= lockDepth
 		// See dedicatedThread for when the thread is taken and let go.
@@ -42,25 +46,14 @@ func (p *Poller) loop() {
 			th.adjust(true)
 			lockedFrom = time.Now()
 		}
-		if n := p.ring.PeekBatch(p.cqes); n > 0 {
-			woke = p.dispatch(p.cqes[:n])
+		n, w, busy := p.reap(false)
+		if n > 0 {
+			woke = w
+			callers = callers || w
 			spins = 0
-			if th.locked && woke {
-				if now := time.Now(); now.Sub(lockedFrom) >= lockedSlice {
-					// Goroutines readied onto this P while the poller holds it
-					// (callers it woke, one the wake-up that brought it here put
-					// off) are served only by this P while the other has work of
-					// its own: let go of the thread and yield now and then, or
-					// they wait until the poller parks or sysmon preempts it
-					// (10 ms and more).
-					th.adjust(false)
-					runtime.Gosched()
-					lockedFrom = time.Now()
-				}
-			}
 			continue
 		}
-		if p.ring.CQOverflow() {
+		if !busy && p.ring.CQOverflow() {
 			p.stats.overflows.Add(1)
 			p.ring.FlushOverflow()
 			continue
@@ -80,6 +73,9 @@ func (p *Poller) loop() {
 				yielded = false
 				p.stats.enters.Add(1)
 				p.submit()
+				if submitHook != nil {
+					submitHook()
+				}
 				continue
 			}
 			// The SQ thread consumes on its own; enter only to wake it.
@@ -87,6 +83,15 @@ func (p *Poller) loop() {
 				p.stats.enters.Add(1)
 				p.submit()
 			}
+		}
+		if busy {
+			callers = true
+			// A caller is delivering a batch: look again soon, without
+			// sleeping in the kernel for completions it may be taking.
+			if !th.locked {
+				runtime.Gosched()
+			}
+			continue
 		}
 		// closed before pending: once Close has begun no request is added
 		// (Close's own cancel only while others are pending), so pending
@@ -122,6 +127,7 @@ func (p *Poller) loop() {
 			// serves a crowd better than an inline reaper does.
 			p.shallow.Store(!deep)
 			deep = false
+			callers = false
 			p.park()
 			if dedicated = p.dedicatedThread(); !dedicated {
 				th.adjust(false) // GOMAXPROCS went to 1 meanwhile: yield again
@@ -168,3 +174,7 @@ func (p *Poller) park() {
 // block mode went from 0.86–0.98x fio to 0.96–1.12x with it (4 rounds, same
 // minutes; 30 µs was no better). It costs at most that much CPU per wait.
 const spinWait = 10 * time.Microsecond
+
+// submitHook, set only by tests, runs after the poller's own submit and
+// before it reaps what that submit completed.
+var submitHook func()

@@ -122,6 +122,10 @@ type Stats struct {
 	// Inline counts blocking calls that reaped their own completion on
 	// their own goroutine while the poller slept (see Poller.Do).
 	Inline uint64
+	// CallerReaps counts batches of completions that a blocking caller
+	// took off the CQ and delivered while it yielded for its own (see
+	// Poller.Do), instead of the poller.
+	CallerReaps uint64
 	// ThreadLocks counts the times the poller locked an OS thread for
 	// itself: at the start of each busy period that called for it (see
 	// Config.SharedThread); it lets go at every park.
@@ -143,6 +147,7 @@ func (p *Poller) Stats() Stats {
 		ThreadLocks: p.stats.threadLocks.Load(),
 		Retried:     p.stats.retried.Load(),
 		Inline:      p.stats.inline.Load(),
+		CallerReaps: p.stats.callerReaps.Load(),
 	}
 }
 
@@ -206,12 +211,16 @@ type Poller struct {
 	unmapped  bool         // under unmapMu
 
 	stats struct {
-		submitted, completed, stale, enters, waits, parks, overflows, backlogged, deferred, threadLocks, retried, inline atomic.Uint64
+		submitted, completed, stale, enters, waits, parks, overflows, backlogged, deferred, threadLocks, retried, inline, callerReaps atomic.Uint64
 	}
 
 	// poller-goroutine-only scratch, reused every batch.
-	cqes  []ring.CQE
-	fired []firedCallback
+	cqes []ring.CQE
+	// reapLock is held by whoever reads the CQ and delivers its batch:
+	// the poller, an inline reaper, or a caller yielding for its
+	// completion (reap). One reaper at a time, so each CQE once.
+	reapLock atomic.Bool
+	fired    []firedCallback
 }
 
 // New sets up the ring and starts the poller goroutine, which Close stops.

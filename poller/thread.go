@@ -8,6 +8,7 @@ package poller
 import (
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // dedicatedThread reports whether the poller may keep one OS thread while
@@ -59,4 +60,26 @@ func (t *pollerThread) adjust(want bool) {
 		runtime.UnlockOSThread()
 	}
 	t.locked = want
+}
+
+// share lets go of the thread and yields once the poller has held both
+// for lockedSlice since from. Goroutines readied onto this P while the
+// poller holds it (callers it woke, one the wake-up that brought it here
+// put off) are served only by this P while the other has work of its own:
+// without it they wait until the poller parks or sysmon preempts it (10 ms
+// and more). Once blocking callers were woken or found reaping, the loop
+// calls it on every pass until the poller parks, whatever the pass did: a
+// poller that only submits while yielding callers reap keeps its P as
+// surely as one that wakes them (a slice of 250 µs cut cached reads'
+// p99.9 from 1.05 ms to 0.33 ms but cost 7% of their IOPS). A poller that
+// only runs callbacks keeps its thread: their task work stays on it.
+func (t *pollerThread) share(from *time.Time) {
+	if !t.locked {
+		return
+	}
+	if now := time.Now(); now.Sub(*from) >= lockedSlice {
+		t.adjust(false)
+		runtime.Gosched()
+		*from = time.Now()
+	}
 }

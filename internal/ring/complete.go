@@ -2,14 +2,15 @@ package ring
 
 import "sync/atomic"
 
-// CQReady is the number of CQEs ready to be reaped. Single consumer.
+// CQReady is the number of CQEs ready to be reaped. Any goroutine may ask:
+// it reads the shared head, which PeekBatch's consumer stores last.
 func (r *Ring) CQReady() uint32 {
-	return atomic.LoadUint32(r.cqTail) - r.cqHeadLocal
+	return atomic.LoadUint32(r.cqTail) - atomic.LoadUint32(r.cqHead)
 }
 
 // PeekBatch copies up to len(dst) ready CQEs into dst, releases their slots
-// to the kernel and returns how many it copied. Single consumer; no
-// allocation.
+// to the kernel and returns how many it copied. One consumer at a time (the
+// poller's reap lock); no allocation.
 func (r *Ring) PeekBatch(dst []CQE) int {
 	head := r.cqHeadLocal
 	// The acquire load of the tail orders the CQE reads below after the

@@ -1,0 +1,84 @@
+package poller
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ringwake/ringwake/sqe"
+)
+
+// A blocking caller that yields for its completion delivers it itself when
+// the poller does not: here the poller is held right after the submit that
+// completed the caller's NOP, before it reaps, and Do must still return.
+// Without the caller's reap each attempt parks until the hold ends. An
+// attempt whose caller used up its yields before the poller even submitted
+// (a slow wake-up) parks too, so the test makes several.
+func TestYieldingCallerReaps(t *testing.T) {
+	type hold struct{ entered, release chan struct{} }
+	var cur atomic.Pointer[hold]
+	submitHook = func() {
+		if h := cur.Swap(nil); h != nil {
+			close(h.entered)
+			<-h.release
+		}
+	}
+	t.Cleanup(func() { submitHook = nil }) // after Close: the poller reads it
+	p := newPoller(t, Config{Entries: 8})
+	var pending *hold
+	t.Cleanup(func() { // before Close, which waits for the poller
+		if pending != nil {
+			close(pending.release)
+		}
+	})
+	const attempts = 20
+	for a := range attempts {
+		settle(t, p)
+		h := &hold{make(chan struct{}), make(chan struct{})}
+		pending = h
+		cur.Store(h)
+		before := p.Stats().CallerReaps
+		// A ctx that can end: the call may not reap inline, which would
+		// need no poller either.
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int32, 1)
+		go func() {
+			var s sqe.SQE
+			s.PrepNop()
+			res, _, err := p.Do(ctx, &s, nil)
+			if err != nil {
+				t.Errorf("Do(NOP): %v", err)
+			}
+			done <- res
+		}()
+		var res int32
+		returned := false
+		select {
+		case res = <-done:
+			returned = true
+		case <-time.After(200 * time.Millisecond):
+		}
+		select {
+		case <-h.entered:
+		default:
+			t.Fatalf("attempt %d: the poller never submitted the NOP", a)
+		}
+		close(h.release)
+		pending = nil
+		if !returned {
+			res = await(t, done, "the NOP after the poller's hold")
+		}
+		cancel()
+		if res != 0 {
+			t.Fatalf("NOP res %d", res)
+		}
+		if returned {
+			if d := p.Stats().CallerReaps - before; d == 0 {
+				t.Errorf("Do returned while the poller was held, but Stats.CallerReaps did not move")
+			}
+			return
+		}
+	}
+	t.Fatalf("in %d attempts no caller took its own completion while the poller was held", attempts)
+}
