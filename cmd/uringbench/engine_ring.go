@@ -106,8 +106,8 @@ func runRing(ctx context.Context, e *env, p *plan, mode string) (*result, []int6
 		}
 		e.verbosef("ring/%s: completions per shard: %s", mode, strings.Join(per, " "))
 	}
-	e.verbosef("ring/%s: %d requests in %d io_uring_enter calls (%.1f per enter), %d waits for completions, %d parks, %d calls reaped inline, %d submitters backlogged, poller thread locks: %d",
-		mode, st.Submitted, st.Enters, float64(st.Submitted)/float64(max(st.Enters, 1)), st.Waits, st.Parks, st.Inline, st.Backlogged, st.ThreadLocks)
+	e.verbosef("ring/%s: %d requests in %d io_uring_enter calls (%.1f per enter), %d waits for completions, %d parks, %d calls reaped inline, %d batches reaped by yielding callers, %d submitters backlogged, poller thread locks: %d",
+		mode, st.Submitted, st.Enters, float64(st.Submitted)/float64(max(st.Enters, 1)), st.Waits, st.Parks, st.Inline, st.CallerReaps, st.Backlogged, st.ThreadLocks)
 	res := e.newResult("ring", mode)
 	res.Lat = latencyOf(m.hist)
 	res.finish(m.ops, m.elapsed, m.cpu)
