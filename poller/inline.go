@@ -21,9 +21,9 @@ import (
 // reapInline is the poller's loop run by a blocking caller, on its own
 // goroutine, until that caller's requests are done (ch, which their wake
 // function fills, holds a token): the poller is parked (state pollerLent,
-// CASed from pollerParked by the caller), so the CQ and the poller's
-// scratch are this goroutine's alone. left is the number of the caller's
-// completions still to come (nil: one).
+// CASed from pollerParked by the caller). It reaps under reapLock like
+// every reaper, and a caller yielding meanwhile may deliver a batch too.
+// left is the number of the caller's completions still to come (nil: one).
 //
 // The first enter submits and waits for all of them at once, as liburing's
 // io_uring_submit_and_wait does: a lone request or a batch published on a

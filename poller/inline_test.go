@@ -322,13 +322,7 @@ func TestInlineExitRace(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var s sqe.SQE
-			s.PrepNop()
-			res, _, err := p.Do(ctx, &s, nil)
-			if err != nil {
-				t.Errorf("late NOP: %v", err)
-			}
-			late <- res
+			late <- cancelableNop(ctx, t, p)
 		}()
 		// Submitted directly, its completion waiting for a reaper (or
 		// taken by the late caller itself while it yielded).

@@ -43,15 +43,7 @@ func TestYieldingCallerReaps(t *testing.T) {
 		// need no poller either.
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int32, 1)
-		go func() {
-			var s sqe.SQE
-			s.PrepNop()
-			res, _, err := p.Do(ctx, &s, nil)
-			if err != nil {
-				t.Errorf("Do(NOP): %v", err)
-			}
-			done <- res
-		}()
+		go func() { done <- cancelableNop(ctx, t, p) }()
 		var res int32
 		returned := false
 		select {
@@ -81,4 +73,17 @@ func TestYieldingCallerReaps(t *testing.T) {
 		}
 	}
 	t.Fatalf("in %d attempts no caller took its own completion while the poller was held", attempts)
+}
+
+// cancelableNop is a blocking NOP whose ctx can end, so that it never reaps
+// inline; it reports an error with t.Errorf (it may run off the test's
+// goroutine) and returns the result.
+func cancelableNop(ctx context.Context, t *testing.T, p *Poller) int32 {
+	var s sqe.SQE
+	s.PrepNop()
+	res, _, err := p.Do(ctx, &s, nil)
+	if err != nil {
+		t.Errorf("Do(NOP): %v", err)
+	}
+	return res
 }
