@@ -138,8 +138,8 @@ func (p *Poller) linkTimeoutLocked(slot *Slot, d time.Duration) {
 // of cached reads (the kernel runs each read in the enter that submits it,
 // on the poller's thread), and a completion delivered by the caller's own
 // goroutine needs neither the poller scheduled nor a goroutine readied on
-// its P: cached reads at depth 32 rose from about 0.93x to 1.0x cpeak at
-// less CPU per read (docs/benchmarks.md). The callers it wakes meanwhile
+// its P: cached reads at depth 32 run at about 1.0x cpeak this way, where
+// a caller that only yields gets 0.86-0.93x (docs/design.md). The callers it wakes meanwhile
 // are readied onto its P, and callbacks may run on it (onPoller treats it
 // as the reaper while they do).
 //

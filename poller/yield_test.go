@@ -109,9 +109,7 @@ func TestCloseWhileCallersYield(t *testing.T) {
 		var wg sync.WaitGroup
 		var calls atomic.Int64
 		for c := range callers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				ctx := context.Background()
 				if c%2 == 0 {
 					var cancel context.CancelFunc
@@ -131,7 +129,7 @@ func TestCloseWhileCallersYield(t *testing.T) {
 					}
 					calls.Add(1)
 				}
-			}()
+			})
 		}
 		for calls.Load() < int64(it%8)*callers {
 			runtime.Gosched()
