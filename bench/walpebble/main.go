@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ func main() {
 	raw := flag.Bool("raw", false, "also print every window")
 	only := flag.String("only", "", "run only these implementations (comma-separated: pebble, wal, pebble-recycled, wal-recycled); the table shows the pairs that both ran")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	tracefile := flag.String("trace", "", "write a runtime execution trace of the whole run to this file")
 	flag.Parse()
 	ns, err := parseCounts(*counts)
 	if err == nil && *cpuprofile != "" {
@@ -40,6 +42,16 @@ func main() {
 			defer func() {
 				if perr := stop(); perr != nil {
 					fmt.Fprintln(os.Stderr, "walpebble:", perr)
+				}
+			}()
+		}
+	}
+	if err == nil && *tracefile != "" {
+		var stop func() error
+		if stop, err = startTrace(*tracefile); err == nil {
+			defer func() {
+				if terr := stop(); terr != nil {
+					fmt.Fprintln(os.Stderr, "walpebble:", terr)
 				}
 			}()
 		}
@@ -63,6 +75,18 @@ func startProfile(path string) (stop func() error, err error) {
 		return nil, err
 	}
 	return func() error { pprof.StopCPUProfile(); return f.Close() }, nil
+}
+
+func startTrace(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error { trace.Stop(); return f.Close() }, nil
 }
 
 func parseCounts(s string) ([]int, error) {

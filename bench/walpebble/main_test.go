@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +54,28 @@ func TestSmoke(t *testing.T) {
 	}
 	if got := strings.Count(out.String(), "\n| 2 |"); got != 2 {
 		t.Errorf("report has %d rows for 2 appenders, want 2 (new, recycled):\n%s", got, out.String())
+	}
+}
+
+// TestStartTrace checks that -trace writes an execution trace: a file
+// that starts with the runtime's trace header and holds the run's events.
+func TestStartTrace(t *testing.T) {
+	path := t.TempDir() + "/trace.out"
+	stop, err := startTrace(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { close(done) }()
+	<-done
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("go 1.")) || len(b) < 64 {
+		t.Errorf("trace file: %d bytes starting %q, want a Go execution trace", len(b), b[:min(len(b), 16)])
 	}
 }
