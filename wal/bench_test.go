@@ -34,8 +34,9 @@ import (
 // p50/p99 latency of single appends in microseconds, and records per
 // fsync/fdatasync. WAL_BENCH_VARIANTS=1 adds design experiments:
 // wal-nooverlap, wal-nosettle, wal-skipzero, wal-noslices (the next segment
-// is not zero-filled during the run) and group-commit-prealloc (baseline (b)
-// writing in place into a fallocated file).
+// is not zero-filled during the run), wal-ring (every commit through the
+// ring, as for appenders whose ctx can end) and group-commit-prealloc
+// (baseline (b) writing in place into a fallocated file).
 func BenchmarkAppend(b *testing.B) {
 	uringtest.Require(b)
 	impls := []struct {
@@ -74,6 +75,12 @@ func BenchmarkAppend(b *testing.B) {
 				open func(b *testing.B, dir string) appender
 			}{"wal-noslices", func(b *testing.B, dir string) appender {
 				return openWALBench(b, dir, Options{noZeroSlices: true})
+			}},
+			struct {
+				name string
+				open func(b *testing.B, dir string) appender
+			}{"wal-ring", func(b *testing.B, dir string) appender {
+				return openWALBench(b, dir, Options{noInline: true})
 			}},
 			struct {
 				name string

@@ -24,6 +24,7 @@ const (
 	cancelAlways
 	failNextZero       // the next zero-fill write goes to fd -1
 	failNextZeroSubmit // the next submission holding a zero-fill slice fails
+	refuseNextDsync    // the next ring write with RWF_DSYNC reports the flag refused
 )
 
 func (l *Log) injected(res int32, bit uint32) int32 {

@@ -85,6 +85,10 @@ const crashKeep = 300
 // goroutine meanwhile truncates the log every 2 ms to crashKeep records
 // below the durable LSN, calling trunc before (done false) and after (done
 // true) each TruncateFront.
+// errTruncateFront marks a workload error that came from the checkpointer's
+// TruncateFront rather than from an Append.
+var errTruncateFront = errors.New("TruncateFront")
+
 func crashWorkload(l *Log, seed uint64, stop <-chan struct{}, ack func(lsn uint64, g, n int), trunc func(lsn uint64, done bool)) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, crashWriters+1)
@@ -107,7 +111,7 @@ func crashWorkload(l *Log, seed uint64, stop <-chan struct{}, ack func(lsn uint6
 			}
 			trunc(d-crashKeep, false)
 			if err := l.TruncateFront(d - crashKeep); err != nil {
-				errs <- fmt.Errorf("TruncateFront(%d): %w", d-crashKeep, err)
+				errs <- fmt.Errorf("%w (%d): %w", errTruncateFront, d-crashKeep, err)
 				close(abort)
 				return
 			}

@@ -205,3 +205,38 @@ func TestSubmitFailureUndo(t *testing.T) {
 		})
 	}
 }
+
+// TestRingDsync checks a commit through the ring under O_DIRECT, with
+// nothing earlier left unsynced: one write carrying RWF_DSYNC, not a write
+// and a linked fdatasync (which an io-wq worker would run); then a kernel
+// refusing the flag, after which commits are the write and its fdatasync
+// again; and that every record is replayed either way.
+func TestRingDsync(t *testing.T) {
+	dir := t.TempDir()
+	o := small
+	o.Direct, o.noInline = DirectOn, true
+	l := openT(t, dir, o)
+	defer l.Close()
+	n := 0
+	appendN := func(count int) (syncs, dsyncs uint64) {
+		t.Helper()
+		s0, d0 := l.Stats().Syncs, l.stats.dsync.Load()
+		for range count {
+			if _, err := l.Append(context.Background(), testRecord(0, n)); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		return l.Stats().Syncs - s0, l.stats.dsync.Load() - d0
+	}
+	if s, d := appendN(100); s == 0 || 10*d < 9*s {
+		t.Errorf("ring commits: %d of %d fdatasyncs carried by their write (RWF_DSYNC), want nearly all", d, s)
+	}
+	l.testFail.Or(refuseNextDsync)
+	if s, d := appendN(100); s == 0 || d != 0 || !l.noDsync.Load() {
+		t.Errorf("after a refused RWF_DSYNC: %d of %d fdatasyncs carried by their write, noDsync %v; want none, true", d, s, l.noDsync.Load())
+	}
+	if recs := replayAll(t, l); len(recs) != n {
+		t.Fatalf("replayed %d records, appended %d", len(recs), n)
+	}
+}

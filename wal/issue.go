@@ -10,8 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ringwake/ringwake/sqe"
 )
@@ -57,6 +60,9 @@ type plan struct {
 	niov  int     // its write as l.iov[:niov]
 	dsync bool    // its linked fdatasync need cover only its write (inline.go)
 	zero  [4]bool // the entry is part of a zero-fill slice
+	// merged: its first entry is a write carrying its fdatasync
+	// (RWF_DSYNC), which stands for the linked pair (ringDsync).
+	merged bool
 }
 
 // toWriteLocked returns the first buffer with data to write, if any: buffers
@@ -190,10 +196,61 @@ func (l *Log) prepSync(seg *segment, p *plan) {
 
 var errInjectedSubmit = errors.New("injected submission failure")
 
+// ringDsync turns a commit whose fdatasync need cover only its write
+// (plan.dsync: O_DIRECT, nothing earlier left unsynced) into one write with
+// RWF_DSYNC. Through the ring an fdatasync always goes to an io-wq worker
+// thread, while an O_DIRECT write with RWF_DSYNC completes in the kernel
+// without one, as fast as the pwritev2(RWF_DSYNC) an inline commit makes
+// (78-81 µs at p50 for a 4 KiB overwrite, against 126-141 µs for the
+// write and its linked fdatasync), and no thread waits in it.
+func (l *Log) ringDsync(p plan) plan {
+	l.dsyncPlan = p
+	l.dsyncWant.Store(p.wlen)
+	q := p
+	q.ss[0].Flags &^= sqe.IOLink
+	q.ss[0].OpFlags = unix.RWF_DSYNC
+	q.dones[0] = l.onDsync
+	q.n = 1 + copy(q.ss[1:], p.ss[2:p.n])
+	copy(q.dones[1:], p.dones[2:p.n])
+	copy(q.zero[1:], p.zero[2:p.n])
+	q.merged = true
+	return q
+}
+
+// dsyncDone completes a write that carried its fdatasync (ringDsync) as
+// the ring would complete the linked pair: the write's result, then the
+// fdatasync's, canceled when the write fell short (a broken link). A
+// kernel that refuses the flag wrote nothing: the pair goes down instead.
+// want is read first: the write's completion may start the next commit.
+func (l *Log) dsyncDone(res int32, _ uint32) {
+	if res >= 0 && l.testFail.Load()&refuseNextDsync != 0 && l.testFail.And(^refuseNextDsync)&refuseNextDsync != 0 {
+		res = -int32(unix.EOPNOTSUPP) // tests: as a kernel refusing the flag (the write went down; its retry rewrites the same bytes)
+	}
+	if res == -int32(unix.EOPNOTSUPP) {
+		l.noDsync.Store(true)
+		// The pair alone: the zero-fill slices that rode along went down.
+		pair := l.dsyncPlan
+		pair.n = 2
+		l.submit(pair)
+		return
+	}
+	want := l.dsyncWant.Load()
+	l.writeDoneBy(res, byRing, "write+fdatasync")
+	if res == want {
+		l.stats.dsync.Add(1)
+		l.syncDoneBy(0, false)
+		return
+	}
+	l.syncDone(-int32(syscall.ECANCELED), 0)
+}
+
 // submit sends what kickLocked decided, as one submission.
 func (l *Log) submit(p plan) {
 	if p.n == 0 {
 		return
+	}
+	if p.dsync && !l.noDsync.Load() && p.n >= 2 && isWrite(p.ss[0].Opcode) && p.ss[0].Flags&sqe.IOLink != 0 && p.ss[1].Opcode == sqe.OpFsync {
+		p = l.ringDsync(p)
 	}
 	var err error
 	if p.zero[p.n-1] && l.testFail.Load()&failNextZeroSubmit != 0 && l.testFail.And(^failNextZeroSubmit)&failNextZeroSubmit != 0 {
@@ -214,6 +271,9 @@ func (l *Log) submit(p plan) {
 				l.syncing = false
 			default:
 				l.writing = nil
+				if i == 0 && p.merged {
+					l.syncing = false
+				}
 			}
 		}
 		l.failLocked(fmt.Errorf("wal: submit: %w", err))

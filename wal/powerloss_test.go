@@ -234,7 +234,11 @@ func powerLossRound(t *testing.T, ffs *faultfs.FS, seed uint64, direct, truncate
 	if werr != nil && !errors.Is(werr, syscall.EIO) {
 		t.Fatalf("seed %d: an append failed with %v; want EIO from the cut", seed, werr)
 	}
-	if cerr == nil && werr != nil {
+	// A failed append fails the Log, so Close reports it. A workload that
+	// stopped on a failed TruncateFront (the checkpointer met the dead
+	// mount first, and the writers stopped before an append failed) leaves
+	// nothing for Close to report: the Log's own I/O did not fail.
+	if cerr == nil && werr != nil && !errors.Is(werr, errTruncateFront) {
 		t.Fatalf("seed %d: Close returned nil after a failed append (%v)", seed, werr)
 	}
 	return n, cr.rep

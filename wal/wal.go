@@ -226,8 +226,13 @@ type Log struct {
 	scratch []byte        // the partial last block of an O_DIRECT write
 	iov     [2]unix.Iovec // the write in flight, for writev and pwritev2
 	noDsync atomic.Bool   // the kernel refused pwritev2(RWF_DSYNC)
+	// The ring commit in flight as one write with RWF_DSYNC (ringDsync):
+	// its length, and the write and fdatasync it stands for, submitted
+	// instead should the kernel refuse the flag.
+	dsyncWant atomic.Int32
+	dsyncPlan plan
 
-	onWrite, onSync, onZero, onZeroWrite func(res int32, flags uint32)
+	onWrite, onSync, onZero, onZeroWrite, onDsync func(res int32, flags uint32)
 
 	testFail atomic.Uint32
 
@@ -337,7 +342,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.cond.L = &l.mu
 	l.maxRec = min(o.BufferSize, int(o.SegmentSize)-blockSize) - 2*recHdrSize
 	l.maxRec = min(l.maxRec, maxRecLen)
-	l.onWrite, l.onSync, l.onZero, l.onZeroWrite = l.writeDone, l.syncDone, l.zeroDone, l.zeroWriteDone
+	l.onWrite, l.onSync, l.onZero, l.onZeroWrite, l.onDsync = l.writeDone, l.syncDone, l.zeroDone, l.zeroWriteDone, l.dsyncDone
 	ok := false
 	defer func() {
 		if !ok {
