@@ -66,27 +66,25 @@ func main() {
 }
 
 func startProfile(path string) (stop func() error, err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() error { pprof.StopCPUProfile(); return f.Close() }, nil
+	return startRecording(path, pprof.StartCPUProfile, pprof.StopCPUProfile)
 }
 
 func startTrace(path string) (stop func() error, err error) {
+	return startRecording(path, trace.Start, trace.Stop)
+}
+
+// startRecording starts a CPU profile or an execution trace into a new
+// file at path; stop ends it and closes the file.
+func startRecording(path string, start func(io.Writer) error, end func()) (stop func() error, err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := trace.Start(f); err != nil {
+	if err := start(f); err != nil {
 		f.Close()
 		return nil, err
 	}
-	return func() error { trace.Stop(); return f.Close() }, nil
+	return func() error { end(); return f.Close() }, nil
 }
 
 func parseCounts(s string) ([]int, error) {
