@@ -205,7 +205,6 @@ var errInjectedSubmit = errors.New("injected submission failure")
 // write and its linked fdatasync), and no thread waits in it.
 func (l *Log) ringDsync(p plan) plan {
 	l.dsyncPlan = p
-	l.dsyncWant.Store(p.wlen)
 	q := p
 	q.ss[0].Flags &^= sqe.IOLink
 	q.ss[0].OpFlags = unix.RWF_DSYNC
@@ -221,7 +220,8 @@ func (l *Log) ringDsync(p plan) plan {
 // the ring would complete the linked pair: the write's result, then the
 // fdatasync's, canceled when the write fell short (a broken link). A
 // kernel that refuses the flag wrote nothing: the pair goes down instead.
-// want is read first: the write's completion may start the next commit.
+// want is read first: the write's completion may start the next commit,
+// whose submission rewrites dsyncPlan.
 func (l *Log) dsyncDone(res int32, _ uint32) {
 	if res >= 0 && l.testFail.Load()&refuseNextDsync != 0 && l.testFail.And(^refuseNextDsync)&refuseNextDsync != 0 {
 		res = -int32(unix.EOPNOTSUPP) // tests: as a kernel refusing the flag (the write went down; its retry rewrites the same bytes)
@@ -234,7 +234,7 @@ func (l *Log) dsyncDone(res int32, _ uint32) {
 		l.submit(pair)
 		return
 	}
-	want := l.dsyncWant.Load()
+	want := l.dsyncPlan.wlen
 	l.writeDoneBy(res, byRing, "write+fdatasync")
 	if res == want {
 		l.stats.dsync.Add(1)

@@ -227,9 +227,9 @@ type Log struct {
 	iov     [2]unix.Iovec // the write in flight, for writev and pwritev2
 	noDsync atomic.Bool   // the kernel refused pwritev2(RWF_DSYNC)
 	// The ring commit in flight as one write with RWF_DSYNC (ringDsync):
-	// its length, and the write and fdatasync it stands for, submitted
-	// instead should the kernel refuse the flag.
-	dsyncWant atomic.Int32
+	// the write and fdatasync it stands for, submitted instead should the
+	// kernel refuse the flag. One write is in flight at a time; its
+	// completion reads this before it can start the next.
 	dsyncPlan plan
 
 	onWrite, onSync, onZero, onZeroWrite, onDsync func(res int32, flags uint32)

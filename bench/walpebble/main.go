@@ -36,22 +36,19 @@ func main() {
 	tracefile := flag.String("trace", "", "write a runtime execution trace of the whole run to this file")
 	flag.Parse()
 	ns, err := parseCounts(*counts)
-	if err == nil && *cpuprofile != "" {
-		var stop func() error
-		if stop, err = startProfile(*cpuprofile); err == nil {
-			defer func() {
-				if perr := stop(); perr != nil {
-					fmt.Fprintln(os.Stderr, "walpebble:", perr)
-				}
-			}()
+	// The profile and the trace, where asked for, cover the whole run.
+	for _, rec := range []struct {
+		path  string
+		start func(string) (func() error, error)
+	}{{*cpuprofile, startProfile}, {*tracefile, startTrace}} {
+		if err != nil || rec.path == "" {
+			continue
 		}
-	}
-	if err == nil && *tracefile != "" {
 		var stop func() error
-		if stop, err = startTrace(*tracefile); err == nil {
+		if stop, err = rec.start(rec.path); err == nil {
 			defer func() {
-				if terr := stop(); terr != nil {
-					fmt.Fprintln(os.Stderr, "walpebble:", terr)
+				if serr := stop(); serr != nil {
+					fmt.Fprintln(os.Stderr, "walpebble:", serr)
 				}
 			}()
 		}
