@@ -410,6 +410,9 @@ type groupSync struct {
 	shard *poller.Poller
 
 	calls, fsyncs atomic.Uint64
+	// cancelNext (tests) makes the next ring fsync complete as the kernel's
+	// own cancel.
+	cancelNext atomic.Bool
 }
 
 type syncWaiter struct {
@@ -508,6 +511,19 @@ func (g *groupSync) submit() {
 
 // complete runs on the poller when the fsync in flight completes.
 func (g *groupSync) complete(res int32, _ uint32) {
+	if g.cancelNext.Load() && g.cancelNext.CompareAndSwap(true, false) {
+		res = -int32(syscall.ECANCELED)
+	}
+	if res == -int32(syscall.ECANCELED) {
+		// The fsync never ran: the kernel canceled it on its own (no io-wq
+		// worker could be made under a storm of signals, past the poller's
+		// retries), or the ring is closing. The File is open (the waiting
+		// Syncs hold it), so the fsync is made directly, off the poller.
+		// The goroutine's owners are those waiters: none returns before
+		// its finish.
+		go g.inline()
+		return
+	}
 	var err error
 	if res < 0 {
 		err = &os.PathError{Op: g.op, Path: g.f.name, Err: syscall.Errno(-res)}

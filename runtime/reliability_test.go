@@ -748,6 +748,52 @@ func TestSignalStormsNoEINTR(t *testing.T) {
 	}
 }
 
+// TestSyncSurvivesKernelCancel: a group-commit fsync through the ring that
+// the kernel cancels on its own (as under a signal storm, once the poller's
+// retries are spent) never ran; the Syncs it would have answered still
+// succeed, with the fsync made directly, and later Syncs are unaffected.
+func TestSyncSurvivesKernelCancel(t *testing.T) {
+	const syncers, rounds = 8, 40
+	r := newRing(t, ringwake.Config{Entries: 32})
+	f, err := r.Open(filepath.Join(t.TempDir(), "synced"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ringwake.CancelNextRingFsync(f)
+	// Only a Sync arriving while another's fsync runs makes the next fsync
+	// go through the ring: bursts of concurrent Syncs until one has.
+	for attempt := 0; ; attempt++ {
+		if attempt == 50 {
+			t.Fatal("no fsync went through the ring in 50 bursts of concurrent Syncs")
+		}
+		var wg sync.WaitGroup
+		for g := range syncers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range rounds {
+					if _, err := f.WriteAt([]byte{byte(g), byte(i)}, int64(g)*2); err != nil {
+						t.Errorf("syncer %d write %d: %v", g, i, err)
+						return
+					}
+					if err := f.Sync(); err != nil {
+						t.Errorf("syncer %d sync %d: %v", g, i, err)
+						return
+					}
+				}
+			}()
+		}
+		within(t, "concurrent Syncs", wg.Wait)
+		if t.Failed() || ringwake.RingFsyncCanceled(f) {
+			break
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("Sync after the canceled fsync: %v", err)
+	}
+}
+
 // TestFdClosedMidFlight: another goroutine closes descriptors with
 // close(2), behind the runtime's back, while reads on them are in flight or
 // being submitted. Each read gives EBADF or a complete, correct read; reads
