@@ -61,12 +61,50 @@ func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer,
 	if err := validate(s); err != nil {
 		return 0, 0, err
 	}
+	for attempt := 0; ; attempt++ {
+		res, flags, spent, err := p.doOnce(ctx, s, keep, d)
+		if !spent || attempt == maxBackoffs {
+			return res, flags, err
+		}
+		// The kernel canceled the request on its own maxRetries times in a
+		// row (a storm of signals outlasting the poller's retries): it never
+		// ran, and this caller can wait, so it is submitted again after a
+		// pause that lets the storm pass.
+		pause := min(backoffBase<<min(attempt, 10), backoffMax)
+		if done := ctx.Done(); done == nil {
+			time.Sleep(pause)
+		} else {
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-done:
+				t.Stop()
+				return res, flags, ctx.Err()
+			}
+		}
+		p.stats.retried.Add(1)
+	}
+}
+
+// A blocking call whose request the kernel canceled on its own past the
+// poller's maxRetries submits it again up to maxBackoffs times, pausing
+// from backoffBase, doubling, to backoffMax between them: about a second
+// in all.
+const (
+	maxBackoffs = 100
+	backoffBase = 50 * time.Microsecond
+	backoffMax  = 10 * time.Millisecond
+)
+
+// doOnce is one submission of DoTimeout. spent reports a request the
+// kernel canceled on its own each time the poller submitted it.
+func (p *Poller) doOnce(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer, d time.Duration) (res int32, flags uint32, spent bool, err error) {
 	if p.closed.Load() {
-		return 0, 0, ErrClosed
+		return 0, 0, false, ErrClosed
 	}
 	idx, err := p.acquire(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	slot := &p.slots[idx]
 	slot.entry.Func = wakeBlocked
@@ -100,16 +138,19 @@ func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer,
 			}
 		}
 	}
-	res, flags := slot.res, slot.flags
+	res, flags = slot.res, slot.flags
 	if err == nil && res == -int32(syscall.ECANCELED) {
 		if p.closed.Load() {
 			err = ErrClosed
 		} else if d > 0 {
 			err = ErrTimeout
+		} else {
+			// Read before the release: the slot is this caller's until then.
+			spent = slot.lone && slot.retries >= maxRetries && slot.cancelGen == p.cancelGen.Load()
 		}
 	}
 	p.release(idx)
-	return res, flags, err
+	return res, flags, spent, err
 }
 
 // linkTimeoutLocked links the SQE just written for slot to a LINK_TIMEOUT of

@@ -88,6 +88,43 @@ func TestKernelCancelIsRetried(t *testing.T) {
 	}
 }
 
+// A blocking request the kernel cancels on its own more often than the
+// poller retries it (a storm that outlasts them) is submitted again by its
+// caller after a pause, so it still returns what was asked for: a blocking
+// read of an empty pipe canceled behind the poller's back maxRetries+3
+// times, then fed.
+func TestKernelCancelPastRetriesBacksOff(t *testing.T) {
+	p := newPoller(t, Config{Entries: 8})
+	rd, wr := rawPipe(t)
+	type result struct {
+		res int32
+		err error
+	}
+	got := make(chan result, 1)
+	buf := make([]byte, 1)
+	go func() {
+		var s sqe.SQE
+		s.PrepRead(int32(rd), buf, 0)
+		res, _, err := p.Do(context.Background(), &s, unsafe.Pointer(&buf[0]))
+		got <- result{res, err}
+	}()
+	for i := uint64(1); i <= maxRetries+3; i++ {
+		cancelBehindTheBack(p, inFlightUD(t, p))
+		waitUntil(t, func() bool { return p.Stats().Retried == i || len(got) > 0 })
+		select {
+		case r := <-got:
+			t.Fatalf("Do returned %d, %v after %d kernel cancels; want it to wait for the pipe", r.res, r.err, i)
+		default:
+		}
+	}
+	if _, err := unix.Write(wr, []byte{5}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.err != nil || r.res != 1 || buf[0] != 5 {
+		t.Fatalf("blocking read after %d kernel cancels = %d, %v, byte %d; want 1 byte, 5", maxRetries+3, r.res, r.err, buf[0])
+	}
+}
+
 // Cancels the runtime or its caller asked for are delivered, not retried:
 // a ctx ending, and a cancel opcode a caller submits.
 func TestRequestedCancelIsNotRetried(t *testing.T) {
