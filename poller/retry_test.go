@@ -38,25 +38,33 @@ func cancelBehindTheBack(p *Poller, ud uint64) {
 	p.kick()
 }
 
+// doResult is what a blocking call returned.
+type doResult struct {
+	res int32
+	err error
+}
+
+// blockingRead starts a blocking 1-byte read of rd with p.Do; its result
+// arrives on got, its byte in buf.
+func blockingRead(p *Poller, rd int) (buf []byte, got <-chan doResult) {
+	buf = make([]byte, 1)
+	ch := make(chan doResult, 1)
+	go func() {
+		var s sqe.SQE
+		s.PrepRead(int32(rd), buf, 0)
+		res, _, err := p.Do(context.Background(), &s, unsafe.Pointer(&buf[0]))
+		ch <- doResult{res, err}
+	}()
+	return buf, ch
+}
+
 // A lone request the kernel cancels on its own is submitted again, so the
 // caller gets the result it asked for, once: a blocking read and a callback
 // read of an empty pipe, each canceled behind the poller's back, then fed.
 func TestKernelCancelIsRetried(t *testing.T) {
 	p := newPoller(t, Config{Entries: 8})
 	rd, wr := rawPipe(t)
-
-	type result struct {
-		res int32
-		err error
-	}
-	got := make(chan result, 1)
-	buf := make([]byte, 1)
-	go func() {
-		var s sqe.SQE
-		s.PrepRead(int32(rd), buf, 0)
-		res, _, err := p.Do(context.Background(), &s, unsafe.Pointer(&buf[0]))
-		got <- result{res, err}
-	}()
+	buf, got := blockingRead(p, rd)
 	cancelBehindTheBack(p, inFlightUD(t, p))
 	waitUntil(t, func() bool { return p.Stats().Retried == 1 })
 	if _, err := unix.Write(wr, []byte{7}); err != nil {
@@ -96,18 +104,7 @@ func TestKernelCancelIsRetried(t *testing.T) {
 func TestKernelCancelPastRetriesBacksOff(t *testing.T) {
 	p := newPoller(t, Config{Entries: 8})
 	rd, wr := rawPipe(t)
-	type result struct {
-		res int32
-		err error
-	}
-	got := make(chan result, 1)
-	buf := make([]byte, 1)
-	go func() {
-		var s sqe.SQE
-		s.PrepRead(int32(rd), buf, 0)
-		res, _, err := p.Do(context.Background(), &s, unsafe.Pointer(&buf[0]))
-		got <- result{res, err}
-	}()
+	buf, got := blockingRead(p, rd)
 	for i := uint64(1); i <= maxRetries+3; i++ {
 		cancelBehindTheBack(p, inFlightUD(t, p))
 		waitUntil(t, func() bool { return p.Stats().Retried == i || len(got) > 0 })
