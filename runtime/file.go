@@ -514,13 +514,13 @@ func (g *groupSync) complete(res int32, _ uint32) {
 	if g.cancelNext.Load() && g.cancelNext.CompareAndSwap(true, false) {
 		res = -int32(syscall.ECANCELED)
 	}
-	if res == -int32(syscall.ECANCELED) {
-		// The fsync never ran: the kernel canceled it on its own (no io-wq
-		// worker could be made under a storm of signals, past the poller's
-		// retries), or the ring is closing. The File is open (the waiting
-		// Syncs hold it), so the fsync is made directly, off the poller.
-		// The goroutine's owners are those waiters: none returns before
-		// its finish.
+	if res == -int32(syscall.ECANCELED) && !g.f.closing() {
+		// The fsync never ran, and not for File.Close: the kernel canceled
+		// it on its own (no io-wq worker could be made under a storm of
+		// signals, past the poller's retries), or the ring is closing. The
+		// descriptor is open (the waiting Syncs hold it), so the fsync is
+		// made directly, off the poller. The goroutine's owners are those
+		// waiters: none returns before its finish.
 		go g.inline()
 		return
 	}
