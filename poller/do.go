@@ -56,7 +56,9 @@ var ErrTimeout = fmt.Errorf("ringwake: linked timeout expired: %w", os.ErrDeadli
 // DoTimeout is Do with a deadline enforced by the kernel: s is linked to an
 // IORING_OP_LINK_TIMEOUT of d, so when d elapses first the kernel cancels it
 // and DoTimeout returns ErrTimeout, with no timer or cancel round trip in Go.
-// d <= 0 means no timeout.
+// d <= 0 means no timeout. A request with no timeout that the kernel keeps
+// canceling on its own is submitted again, with pauses, for about a second
+// (maxBackoffs) before its ECANCELED is returned.
 func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer, d time.Duration) (int32, uint32, error) {
 	if err := validate(s); err != nil {
 		return 0, 0, err
@@ -69,7 +71,10 @@ func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer,
 		// The kernel canceled the request on its own maxRetries times in a
 		// row (a storm of signals outlasting the poller's retries): it never
 		// ran, and this caller can wait, so it is submitted again after a
-		// pause that lets the storm pass.
+		// pause that lets the storm pass. The pause is here, in Go, rather
+		// than a timeout linked ahead of the request in the kernel: a request
+		// waiting in a link escapes a cancel by user_data (ENOENT), and a
+		// ctx that ended meanwhile would then wait for it to complete.
 		pause := min(backoffBase<<min(attempt, 10), backoffMax)
 		if done := ctx.Done(); done == nil {
 			time.Sleep(pause)
