@@ -98,7 +98,8 @@ func parseCounts(s string) ([]int, error) {
 
 // bench runs rounds rounds; each round runs every appender count, and for
 // each count all four implementations one after another, so the machine's
-// drift weighs on all alike.
+// drift weighs on all alike. Every other round runs them in reverse order,
+// so neither log always runs right after the other's window.
 func bench(out io.Writer, dir string, counts []int, rounds int, d time.Duration, recycledSize int64, raw bool, only string) (err error) {
 	root, err := os.MkdirTemp(dir, "walpebble-")
 	if err != nil {
@@ -118,8 +119,12 @@ func bench(out io.Writer, dir string, counts []int, rounds int, d time.Duration,
 	all := map[string][]result{}
 	key := func(name string, n int) string { return fmt.Sprintf("%s/%d", name, n) }
 	for round := range rounds {
+		order := slices.Clone(impls)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
 		for _, n := range counts {
-			for _, im := range impls {
+			for _, im := range order {
 				if only != "" && !slices.Contains(strings.Split(only, ","), im.name) {
 					continue
 				}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,11 +51,25 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if err := bench(&out, t.TempDir(), []int{2}, 1, 50*time.Millisecond, 16<<20, false, ""); err != nil {
+	if err := bench(&out, t.TempDir(), []int{2}, 2, 50*time.Millisecond, 16<<20, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Count(out.String(), "\n| 2 |"); got != 2 {
 		t.Errorf("report has %d rows for 2 appenders, want 2 (new, recycled):\n%s", got, out.String())
+	}
+	// The second round runs the logs in the first round's reverse order.
+	var order [2][]string
+	for _, line := range strings.Split(out.String(), "\n") {
+		var round int
+		var name string
+		if n, _ := fmt.Sscanf(line, "round %d %s", &round, &name); n == 2 && round >= 1 && round <= 2 {
+			order[round-1] = append(order[round-1], name)
+		}
+	}
+	rev := slices.Clone(order[1])
+	slices.Reverse(rev)
+	if len(order[0]) != 4 || !slices.Equal(order[0], rev) {
+		t.Errorf("rounds ran the logs in orders %v and %v, want four, then the same reversed", order[0], order[1])
 	}
 }
 
