@@ -309,6 +309,11 @@ func (l *Log) finish(wk wakes, a actor) int {
 	l.checkDrainedLocked()
 	l.mu.Unlock()
 	n := l.wake(wk)
+	if p.n == 0 {
+		// Most kicks start nothing: return before passing on the plan,
+		// which is copied by value (3-4% of the CPU of 256 appenders).
+		return n
+	}
 	if a == byAppender {
 		l.runInline(&p)
 	} else {
