@@ -14,7 +14,8 @@ import (
 
 // Test hooks: make the next write or fdatasync completion fail with EIO, or
 // come back ECANCELED as from a kernel-side cancel (cancelAlways keeps doing
-// the latter); make the next zero-fill write fail in the kernel, or the next
+// the latter, cancelRing for those through the ring only, the kernel's own
+// case); make the next zero-fill write fail in the kernel, or the next
 // submission of one fail in SubmitBatch.
 const (
 	failNextWrite uint32 = 1 << iota
@@ -25,11 +26,17 @@ const (
 	failNextZero       // the next zero-fill write goes to fd -1
 	failNextZeroSubmit // the next submission holding a zero-fill slice fails
 	refuseNextDsync    // the next ring write with RWF_DSYNC reports the flag refused
+	cancelRing         // every write and fdatasync through the ring comes back ECANCELED, as under a signal storm
 )
 
-func (l *Log) injected(res int32, bit uint32) int32 {
+// injected applies the test hooks to a write's or fdatasync's result;
+// byRing says it went through the ring, which cancelRing needs.
+func (l *Log) injected(res int32, bit uint32, byRing bool) int32 {
 	if res >= 0 && l.testFail.Load()&bit != 0 && l.testFail.And(^bit)&bit != 0 {
 		return -int32(syscall.EIO)
+	}
+	if res >= 0 && byRing && l.testFail.Load()&cancelRing != 0 {
+		return -int32(syscall.ECANCELED)
 	}
 	cbit := cancelNextWrite
 	if bit == failNextSync {
@@ -42,24 +49,34 @@ func (l *Log) injected(res int32, bit uint32) int32 {
 }
 
 // maxKernelCancels is how many commit requests in a row the kernel may
-// cancel (without an fdatasync succeeding in between) before the log
-// gives up with ECANCELED.
+// cancel (without an fdatasync succeeding in between) before the log stops
+// sending commits to the ring and makes them directly (bypassRing).
 const maxKernelCancels = 8
 
+// maxCancelsBypassed bounds the cancels counted while commits bypass the
+// ring, which only ring requests already in flight can meet: past it the
+// log gives up with ECANCELED rather than spin.
+const maxCancelsBypassed = 64
+
 // kernelCanceledLocked reports whether a write or fdatasync that came back
-// ECANCELED may be submitted again, and counts it. The log cancels none of
+// ECANCELED may be issued again, and counts it. The log cancels none of
 // its own requests (Close waits for them), so an ECANCELED while it is open
 // is the kernel's: io-wq cancels work that waits for a worker it cannot
 // create (under a storm of signals to the process) or whose submitting
 // thread exited. Such a request never ran: running it again is neither a
 // retried failure (see failLocked) nor a reordering, since nothing later was
-// submitted behind it.
+// submitted behind it. Past maxKernelCancels in a row, the commits that
+// completions start are made directly (bypassRing): a storm that outlasts
+// the retries would otherwise fail the log for requests that never ran.
 func (l *Log) kernelCanceledLocked(res int32) bool {
-	if res != -int32(syscall.ECANCELED) || l.kernelCancels >= maxKernelCancels {
+	if res != -int32(syscall.ECANCELED) || l.kernelCancels >= maxCancelsBypassed {
 		return false
 	}
 	l.kernelCancels++
 	l.stats.retried.Add(1)
+	if l.kernelCancels >= maxKernelCancels {
+		l.bypassRing = true
+	}
 	return true
 }
 
@@ -71,7 +88,7 @@ func (l *Log) writeDone(res int32, _ uint32) { l.writeDoneBy(res, byRing, "write
 // errors: "write", or "write+fdatasync" when one pwritev2(RWF_DSYNC) made
 // it with its fdatasync (inline.go), whose failure may be either's.
 func (l *Log) writeDoneBy(res int32, a actor, op string) {
-	res = l.injected(res, failNextWrite)
+	res = l.injected(res, failNextWrite, a == byRing)
 	var wk wakes
 	l.mu.Lock()
 	l.writeDoneLocked(res, &wk, op)
@@ -147,12 +164,13 @@ func (l *Log) reapLocked() int {
 const maxShortWrites = 3
 
 // syncDone runs on the poller when the fdatasync in flight completes.
-func (l *Log) syncDone(res int32, _ uint32) { l.syncDoneBy(res, false) }
+func (l *Log) syncDone(res int32, _ uint32) { l.syncDoneBy(res, false, false) }
 
-// syncDoneBy is syncDone; inline says an appender made the fdatasync itself
+// syncDoneBy is syncDone; direct says the fdatasync was a system call of
+// the log's own, not a ring request, and inline that an appender made it
 // (it then comes back to append too, and counts in the settle).
-func (l *Log) syncDoneBy(res int32, inline bool) {
-	res = l.injected(res, failNextSync)
+func (l *Log) syncDoneBy(res int32, direct, inline bool) {
+	res = l.injected(res, failNextSync, !direct)
 	l.mu.Lock()
 	if l.s.linked && !l.s.wrote {
 		// A linked fdatasync starts after its write completes, so its
@@ -197,7 +215,7 @@ func (l *Log) syncDoneLocked(res int32, wk *wakes) {
 		// Sticky: a success after a failure proves nothing for the records
 		// the failure may have lost, so it is not reported.
 	default:
-		l.kernelCancels = 0
+		l.kernelCancels, l.bypassRing = 0, false
 		if s.cover > l.durable.Load() {
 			l.durable.Store(s.cover)
 		}

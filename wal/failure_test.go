@@ -244,13 +244,14 @@ func TestKernelCancelRetried(t *testing.T) {
 				}
 			}
 
-			// Every request canceled: bounded, then sticky.
+			// Every request canceled, even those made directly: bounded,
+			// then sticky.
 			l.testFail.Or(cancelAlways)
 			if _, err := l.Append(context.Background(), []byte("never")); !errors.Is(err, syscall.ECANCELED) {
 				t.Fatalf("Append with every request canceled: %v; want ECANCELED", err)
 			}
-			if got := l.Stats().Retried; got != maxKernelCancels {
-				t.Fatalf("Stats.Retried %d, want %d", got, maxKernelCancels)
+			if got := l.Stats().Retried; got != maxCancelsBypassed {
+				t.Fatalf("Stats.Retried %d, want %d", got, maxCancelsBypassed)
 			}
 			l.testFail.And(^cancelAlways)
 			if _, err := l.Append(context.Background(), []byte("later")); !errors.Is(err, syscall.ECANCELED) {
@@ -258,6 +259,73 @@ func TestKernelCancelRetried(t *testing.T) {
 			}
 			if err := l.Close(); !errors.Is(err, syscall.ECANCELED) {
 				t.Fatalf("Close: %v", err)
+			}
+		})
+	}
+}
+
+// TestKernelCancelStorm: while the kernel cancels every write and
+// fdatasync through the ring (as io-wq does under a storm of signals that
+// outlasts the retries), appenders whose ctx can end, whose commits go
+// through the ring, still get their records durable: past maxKernelCancels
+// the commits are made directly, and once the storm ends they go through
+// the ring again. Every acknowledged record replays.
+func TestKernelCancelStorm(t *testing.T) {
+	for mode, o := range modes(small) {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir, o)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			appendAll := func(round, n int) {
+				t.Helper()
+				var wg sync.WaitGroup
+				for g := range n {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						lsn, err := l.Append(ctx, testRecord(g, round))
+						if err != nil {
+							t.Errorf("round %d: Append: %v", round, err)
+						} else if lsn > l.DurableLSN() {
+							t.Errorf("round %d: LSN %d acknowledged above DurableLSN %d", round, lsn, l.DurableLSN())
+						}
+					}()
+				}
+				wg.Wait()
+				if t.Failed() {
+					t.FailNow()
+				}
+			}
+			appendAll(0, 8)
+			s0 := l.Stats()
+			l.testFail.Or(cancelRing)
+			for round := 1; round <= 3; round++ {
+				appendAll(round, 16)
+			}
+			s1 := l.Stats()
+			if got := s1.Retried - s0.Retried; got < maxKernelCancels {
+				t.Fatalf("Stats.Retried rose by %d under the storm, want at least %d", got, maxKernelCancels)
+			}
+			if s1.InlineSyncs == s0.InlineSyncs {
+				t.Fatal("no commit was made directly under the storm")
+			}
+			l.testFail.And(^cancelRing)
+			appendAll(4, 16)
+			s2 := l.Stats()
+			if s2.Retried != s1.Retried {
+				t.Fatalf("Stats.Retried rose by %d after the storm", s2.Retried-s1.Retried)
+			}
+			if s2.Syncs-s1.Syncs == s2.InlineSyncs-s1.InlineSyncs {
+				t.Fatalf("after the storm every fdatasync (%d) was still made directly", s2.Syncs-s1.Syncs)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = openT(t, dir, o)
+			defer l.Close()
+			if recs := replayAll(t, l); len(recs) != 8+4*16 {
+				t.Fatalf("replayed %d records, want %d", len(recs), 8+4*16)
 			}
 		})
 	}

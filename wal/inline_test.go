@@ -100,7 +100,7 @@ func TestDsyncCoversOnlyItsWrite(t *testing.T) {
 					t.Fatalf("record %d: the kick planned %d requests, want a write and its fdatasync", n, p.n)
 				}
 				d0, s0 := l.stats.dsync.Load(), l.Stats()
-				l.runInline(&p)
+				l.runInline(&p, false)
 				if l.DurableLSN() < lsn {
 					t.Fatalf("record %d: durable %d after its commit", n, l.DurableLSN())
 				}

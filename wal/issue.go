@@ -238,7 +238,7 @@ func (l *Log) dsyncDone(res int32, _ uint32) {
 	l.writeDoneBy(res, byRing, "write+fdatasync")
 	if res == want {
 		l.stats.dsync.Add(1)
-		l.syncDoneBy(0, false)
+		l.syncDoneBy(0, false, false)
 		return
 	}
 	l.syncDone(-int32(syscall.ECANCELED), 0)
@@ -299,7 +299,12 @@ const (
 )
 
 func (l *Log) finish(wk wakes, a actor) int {
-	p := l.kickLocked(a != byRing && !l.opts.noInline)
+	// A completion's kick while the kernel keeps canceling ring commits
+	// (kernelCanceledLocked) plans as an inline appender would, and the
+	// commit is made directly, on a goroutine of its own: a completion
+	// must not block in an fdatasync.
+	bypass := a == byRing && l.bypassRing && inlineArch
+	p := l.kickLocked(bypass || (a != byRing && !l.opts.noInline))
 	if l.failWake {
 		// A failure wakes everyone: commit waiters with a key that reaches
 		// them all (they find the error), and every space waiter.
@@ -314,9 +319,22 @@ func (l *Log) finish(wk wakes, a actor) int {
 		// which is copied by value (3-4% of the CPU of 256 appenders).
 		return n
 	}
-	if a == byAppender {
-		l.runInline(&p)
-	} else {
+	switch {
+	case a == byAppender:
+		l.runInline(&p, false)
+	case bypass:
+		// Owned by the Log: the in-flight marks kickLocked set hold Close
+		// until its completions ran, and Close waits for it to return.
+		// A copy of its own, so that p stays on the stack of every other
+		// finish.
+		d := new(plan)
+		*d = p
+		l.directWG.Add(1)
+		go func() {
+			defer l.directWG.Done()
+			l.runInline(d, true)
+		}()
+	default:
 		l.submit(p)
 	}
 	return n

@@ -185,6 +185,7 @@ type Log struct {
 	unsynced      []segCover // written data no fdatasync covers yet, oldest first
 	shortWrites   int        // short writes in a row
 	kernelCancels int        // writes and fdatasyncs in a row the kernel canceled
+	bypassRing    bool       // commits are made directly: the kernel kept canceling them (complete.go)
 	zeroDue       float64    // zero-fill bytes owed to the next segment, not yet issued
 	zeroSeg       *segment   // the segment a zero-fill slice is in flight to
 	zeroRes       int32      // buffered mode: the slice\'s write result
@@ -217,6 +218,7 @@ type Log struct {
 	spaceQ  waitqueue.Queue           // appenders waiting for buffer space: exclusive
 
 	prepWG   sync.WaitGroup
+	directWG sync.WaitGroup // commits made directly for a completion (bypassRing)
 	replayWG sync.WaitGroup
 	truncWG  sync.WaitGroup
 	truncMu  sync.Mutex    // one TruncateFront at a time
@@ -271,7 +273,7 @@ type Stats struct {
 	Writes      uint64 // write requests submitted
 	Syncs       uint64 // fdatasync requests submitted
 	LinkedSyncs uint64 // of Syncs, those linked to their write in one submission
-	InlineSyncs uint64 // of Syncs, those an appender made itself, on its own thread
+	InlineSyncs uint64 // of Syncs, those made by direct system calls: by an appender on its own thread, or for a completion while the kernel cancels ring commits
 	SpaceWaits  uint64 // Appends that slept for buffer space
 	Rolls       uint64 // segments rolled over
 	Wakeups     uint64 // appenders woken by fdatasync completions
@@ -467,6 +469,7 @@ func (l *Log) Close() error {
 	// Space waiters find closing set and give up; what is queued goes down.
 	l.finishLocked(wakes{spaceAll: true})
 	<-drained
+	l.directWG.Wait() // a direct commit's goroutine may still be returning
 	l.replayWG.Wait()
 	l.truncWG.Wait() // before prepWG: a prepare may wait for a spare TruncateFront is renaming
 	l.prepWG.Wait()
