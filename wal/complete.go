@@ -164,12 +164,11 @@ func (l *Log) reapLocked() int {
 const maxShortWrites = 3
 
 // syncDone runs on the poller when the fdatasync in flight completes.
-func (l *Log) syncDone(res int32, _ uint32) { l.syncDoneBy(res, false, false) }
+func (l *Log) syncDone(res int32, _ uint32) { l.syncDoneBy(res, false) }
 
 // syncDoneBy is syncDone; direct says the fdatasync was a system call of
-// the log's own, not a ring request, and inline that an appender made it
-// (it then comes back to append too, and counts in the settle).
-func (l *Log) syncDoneBy(res int32, direct, inline bool) {
+// the log's own, not a ring request.
+func (l *Log) syncDoneBy(res int32, direct bool) {
 	res = l.injected(res, failNextSync, !direct)
 	l.mu.Lock()
 	if l.s.linked && !l.s.wrote {
@@ -185,7 +184,7 @@ func (l *Log) syncDoneBy(res int32, direct, inline bool) {
 	epoch := l.settleEpoch
 	woken := l.finishLocked(wk)
 	if settle {
-		l.settleArm(epoch, woken, inline)
+		l.settleArm(epoch, woken)
 	}
 }
 

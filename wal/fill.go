@@ -67,6 +67,10 @@ func (l *Log) Append(ctx context.Context, record []byte) (uint64, error) {
 	}
 	l.mu.Lock()
 	lsn, err := l.reserveLocked(record)
+	var g *commitGen
+	if err == nil {
+		g = l.joinGenLocked(lsn)
+	}
 	if err != errNoSpace {
 		l.finish(wakes{}, who)
 	} else {
@@ -76,6 +80,9 @@ func (l *Log) Append(ctx context.Context, record []byte) (uint64, error) {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			lsn, err = l.reserveLocked(record)
+			if err == nil {
+				g = l.joinGenLocked(lsn)
+			}
 			return err != errNoSpace
 		})
 		if werr != nil {
@@ -92,7 +99,7 @@ func (l *Log) Append(ctx context.Context, record []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := l.waitDurable(ctx, lsn); err != nil {
+	if err := l.waitDurable(ctx, lsn, g); err != nil {
 		return lsn, err
 	}
 	return lsn, nil

@@ -88,7 +88,7 @@ func (l *Log) runInline(p *plan, bypass bool) {
 		if dsync && res == want {
 			// The write carried its fdatasync.
 			l.stats.dsync.Add(1)
-			l.syncDoneBy(0, true, !bypass)
+			l.syncDoneBy(0, true)
 			return
 		}
 		if res != want {
@@ -97,7 +97,7 @@ func (l *Log) runInline(p *plan, bypass bool) {
 			return
 		}
 	}
-	l.syncDoneBy(fdatasync(s.Fd), true, !bypass)
+	l.syncDoneBy(fdatasync(s.Fd), true)
 }
 
 func isWrite(op uint8) bool { return op == sqe.OpWrite || op == sqe.OpWritev }

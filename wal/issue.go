@@ -128,6 +128,7 @@ func (l *Log) kickLocked(inline bool) (p plan) {
 }
 
 func (l *Log) prepWriteLocked(b *batch, p *plan) {
+	l.sealGenLocked()
 	start, end := b.done, b.n
 	if l.direct {
 		start = int(alignDown(int64(start)))
@@ -238,7 +239,7 @@ func (l *Log) dsyncDone(res int32, _ uint32) {
 	l.writeDoneBy(res, byRing, "write+fdatasync")
 	if res == want {
 		l.stats.dsync.Add(1)
-		l.syncDoneBy(0, false, false)
+		l.syncDoneBy(0, false)
 		return
 	}
 	l.syncDone(-int32(syscall.ECANCELED), 0)
@@ -309,6 +310,7 @@ func (l *Log) finish(wk wakes, a actor) int {
 		// A failure wakes everyone: commit waiters with a key that reaches
 		// them all (they find the error), and every space waiter.
 		l.failWake = false
+		l.sealGenLocked()
 		wk.commit, wk.key, wk.spaceAll = true, math.MaxUint64, true
 	}
 	l.checkDrainedLocked()

@@ -17,8 +17,9 @@ import "time"
 // or until half the recent fdatasync latency has passed, whichever is first:
 // the first appender to arrive after that time ends the settle and commits,
 // and the sweep (below) ends it should nobody arrive.
-// W counts the appender that made the fdatasync inline (inline.go): it comes
-// back too. Where the woken do not come back (an open
+// W counts the appender that made the fdatasync inline (inline.go), which
+// comes back too: it is a member of the generation it committed
+// (durable.go). Where the woken do not come back (an open
 // loop), a settle times out with fewer than half of them back, and settling
 // backs off: it is skipped for 1, 2, 4, ... up to 64 fdatasyncs, so such
 // workloads pay the delay on at most one fdatasync in 64.
@@ -52,8 +53,7 @@ func (l *Log) startSettleLocked() bool {
 
 // settleArm runs once the broadcast woke woken appenders: it sets the
 // target, or ends the settle at once if there is nobody to wait for, and
-// otherwise sets its deadline for the sweep. lead says an appender made
-// the fdatasync inline: it comes back too, so the target counts it. When
+// otherwise sets its deadline for the sweep. When
 // more records already wait for a commit than the fdatasync woke appenders
 // (a crowd that takes longer to come back than an fdatasync takes), waiting
 // for the woken would leave the device idle under them: the first appender
@@ -61,16 +61,13 @@ func (l *Log) startSettleLocked() bool {
 // was set wait for the next arrival too: ending the settle here would leave
 // the commit to this goroutine, which is a ring completion or an appender
 // that already has its record durable.
-func (l *Log) settleArm(epoch uint64, woken int, lead bool) {
+func (l *Log) settleArm(epoch uint64, woken int) {
 	l.mu.Lock()
 	if !l.settling || l.settleEpoch != epoch {
 		l.mu.Unlock()
 		return
 	}
 	target := woken
-	if lead {
-		target++
-	}
 	pending := int(l.nextLSN-1-l.durable.Load()) - l.settleSeen
 	if woken > 0 && pending >= woken {
 		target = 1

@@ -11,7 +11,8 @@
 // makes the write and fdatasync of a commit it starts itself, on its own
 // thread (inline.go): through the ring an fdatasync runs on an io-wq worker. One fdatasync is in flight at a time;
 // its completion wakes every appender it covered with one broadcast on the
-// commit queue (key: the durable LSN), after which the pipeline waits briefly
+// commit queue (key: the durable LSN), where appenders wait in generations
+// (durable.go), after which the pipeline waits briefly
 // for the appenders it woke to append again (settle.go). Appenders that find
 // no buffer space sleep exclusively and are woken one per freed buffer.
 //
@@ -211,11 +212,11 @@ type Log struct {
 	durable atomic.Uint64 // highest LSN an fdatasync covered
 	failed  atomic.Bool   // err is set
 
-	commitQ waitqueue.Queue // appenders waiting for durability: non-exclusive, one broadcast per fdatasync
-	wakeMu  sync.Mutex      // one commit broadcast at a time: its walk fills woken
-	woken   []*commitWaiter
-	helping atomic.Pointer[wakeGroup] // the broadcast sending wake-ups, if any
-	spaceQ  waitqueue.Queue           // appenders waiting for buffer space: exclusive
+	commitQ   waitqueue.Queue // generations of appenders waiting for durability (durable.go): one broadcast per fdatasync
+	wakeMu    sync.Mutex      // one commit broadcast at a time: its walk fills wokenGens
+	wokenGens []*commitGen    // the generations the broadcast's walk took off commitQ
+	gen       *commitGen      // the open generation, joined by appenders until a write is prepared (l.mu)
+	spaceQ    waitqueue.Queue // appenders waiting for buffer space: exclusive
 
 	prepWG   sync.WaitGroup
 	directWG sync.WaitGroup // commits made directly for a completion (bypassRing)

@@ -291,9 +291,9 @@ func (l *Log) setHold(hold bool) {
 // its completion wakes all 64 with a single broadcast.
 func TestGroupCommitOneBroadcast(t *testing.T) {
 	for name, o := range modes(Options{SegmentSize: 1 << 20}) {
-		// The broadcast collects the waiters and sends after the walk,
-		// helped by the woken: each of them must get its wake-up, in a
-		// crowd and in one larger than a Go run queue holds.
+		// The broadcast wakes the appenders' generation at once: each of
+		// them must get its wake-up, in a crowd and in one larger than a
+		// Go run queue holds.
 		for _, n := range []int{64, 320} {
 			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) { groupCommitOneBroadcast(t, o, n) })
 		}
@@ -311,7 +311,7 @@ func groupCommitOneBroadcast(t *testing.T, o Options, n int) {
 			errs <- err
 		}()
 	}
-	waitFor(t, "the appenders queued", func() bool { return l.commitQ.Len() == n })
+	waitFor(t, "the appenders queued", func() bool { return l.Stats().Appends == uint64(n) })
 	if st := l.Stats(); st.Writes != 0 || st.Syncs != 0 || st.Appends != uint64(n) {
 		t.Fatalf("while held: %+v", st)
 	}
@@ -331,7 +331,45 @@ func groupCommitOneBroadcast(t *testing.T, o Options, n int) {
 		t.Fatalf("stats %+v: want 1 write linked to 1 fdatasync waking %d", st, n)
 	}
 	if c := l.stats.collected.Load(); c != 1 {
-		t.Fatalf("%d broadcasts collected their waiters, want 1", c)
+		t.Fatalf("%d broadcasts woke generations, want 1", c)
+	}
+	if q := l.commitQ.Len(); q != 0 {
+		t.Fatalf("%d generations left on the commit queue", q)
+	}
+}
+
+// TestFailureWakesOpenGeneration: appenders whose records no write has
+// taken yet wait in the open generation, which is on no queue; a failure
+// then must still wake them all, with the error, rather than leave them
+// waiting for a commit that never comes.
+func TestFailureWakesOpenGeneration(t *testing.T) {
+	l := openT(t, t.TempDir(), small)
+	l.setHold(true)
+	const n = 8
+	errs := make(chan error, n)
+	for g := range n {
+		go func() {
+			_, err := l.Append(context.Background(), testRecord(g, 0))
+			errs <- err
+		}()
+	}
+	waitFor(t, "the appenders queued", func() bool { return l.Stats().Appends == n })
+	injected := errors.New("injected failure")
+	l.mu.Lock()
+	l.failLocked(injected)
+	l.finishLocked(wakes{})
+	for i := range n {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, injected) {
+				t.Fatalf("Append: %v, want the injected failure", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d appenders returned: the open generation was not woken", i, n)
+		}
+	}
+	if err := l.Close(); !errors.Is(err, injected) {
+		t.Fatalf("Close: %v, want the injected failure", err)
 	}
 }
 
@@ -412,7 +450,7 @@ func TestAppendContextEndsWhileWaiting(t *testing.T) {
 		lsn, err = l.Append(ctx, []byte("queued"))
 		done <- err
 	}()
-	waitFor(t, "the append queued", func() bool { return l.commitQ.Len() == 1 })
+	waitFor(t, "the append queued", func() bool { return l.Stats().Appends == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) || lsn != 1 {
 		t.Fatalf("Append: LSN %d, %v; want 1 and context.Canceled", lsn, err)
@@ -594,7 +632,7 @@ func TestSettleWaitsForTheCrowd(t *testing.T) {
 	const w = 8
 	l.setHold(true)
 	errs := appendN(0, w)
-	waitFor(t, "8 appenders queued", func() bool { return l.commitQ.Len() == w })
+	waitFor(t, "8 appenders queued", func() bool { return l.Stats().Appends == w })
 	l.setHold(false)
 	wait(errs, w)
 	settling := func(target int) func() bool {
@@ -610,7 +648,7 @@ func TestSettleWaitsForTheCrowd(t *testing.T) {
 		t.Fatalf("first round: %+v", st)
 	}
 	errs = appendN(1, w-1)
-	waitFor(t, "7 appenders queued", func() bool { return l.commitQ.Len() == w-1 })
+	waitFor(t, "7 appenders queued", func() bool { return l.Stats().Appends == 2*w-1 })
 	if s := l.Stats(); s.Writes != 1 || s.Syncs != 1 {
 		t.Fatalf("I/O started while settling with 7 of 8 back: %+v", s)
 	}
