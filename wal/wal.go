@@ -242,7 +242,7 @@ type Log struct {
 	stats struct {
 		appends, writes, syncs, linked, inline, spaceWaits, rolls, wakeups, settleMisses, recycled, zeroSlices, retried atomic.Uint64
 		// inline commits made as one pwritev2(RWF_DSYNC); broadcasts that
-		// collected their waiters (durable.go)
+		// woke a generation (durable.go)
 		dsync, collected atomic.Uint64
 	}
 }
