@@ -53,11 +53,11 @@ func (l *Log) startSettleLocked() bool {
 
 // settleArm runs once the broadcast woke woken appenders: it sets the
 // target, or ends the settle at once if there is nobody to wait for, and
-// otherwise sets its deadline for the sweep. When
-// more records already wait for a commit than the fdatasync woke appenders
-// (a crowd that takes longer to come back than an fdatasync takes), waiting
-// for the woken would leave the device idle under them: the first appender
-// to arrive commits them instead. Records that arrived before the target
+// otherwise sets its deadline for the sweep. When more records already wait
+// for a commit than the fdatasync woke appenders (a crowd that takes longer
+// to come back than an fdatasync takes), waiting for the woken would leave
+// the device idle under them: the first appender to arrive commits them
+// instead. Records that arrived before the target
 // was set wait for the next arrival too: ending the settle here would leave
 // the commit to this goroutine, which is a ring completion or an appender
 // that already has its record durable.
