@@ -54,10 +54,19 @@ func prepRead(s *sqe.SQE, fd int32, buf []byte, off uint64, ud uint64) {
 	}
 }
 
-// mustGetSQE fails the test when the SQ is unexpectedly full.
+// mustGetSQE fails the test when the SQ is unexpectedly full. With SQPOLL
+// the kernel thread moves the SQ head only after it has submitted a whole
+// batch, so the batch's completions can be reaped before their entries are
+// free again: there it waits for space (SQ_WAIT), as an SQPOLL user must.
 func mustGetSQE(t testing.TB, r *Ring) *sqe.SQE {
 	t.Helper()
 	s := r.GetSQE()
+	for tries := 0; s == nil && r.SetupFlags()&SetupSQPoll != 0 && tries < 100; tries++ {
+		if _, err := r.Enter(0, 0, EnterSQWait); err != nil {
+			t.Fatalf("waiting for SQ space: %v", err)
+		}
+		s = r.GetSQE()
+	}
 	if s == nil {
 		t.Fatalf("GetSQE: SQ full (space %d, pending %d)", r.SQSpace(), r.SQPending())
 	}

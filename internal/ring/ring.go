@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -90,6 +91,12 @@ type Ring struct {
 	sqEntries uint32
 	sqeTail   uint32
 	sqes      unsafe.Pointer // [sqEntries]sqe.SQE in the SQE mmap
+
+	// sqReported is the published tail the last SQPOLL Submit counted up
+	// to: the SQ thread consumes entries at its own pace, so the count a
+	// submit reports is what was published since, not what is still
+	// pending (which the thread may already have taken).
+	sqReported atomic.Uint32
 
 	// Completion side. cqHeadLocal is owned by the single consumer and
 	// mirrors *cqHead, which only the consumer writes.
@@ -329,6 +336,7 @@ func (r *Ring) mapRings(p *params) error {
 	// Nothing has been submitted yet, so both local indexes start where the
 	// kernel says the rings are.
 	r.sqeTail = *r.sqTail
+	r.sqReported.Store(r.sqeTail)
 	r.cqHeadLocal = *r.cqHead
 	return nil
 }

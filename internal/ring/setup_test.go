@@ -303,3 +303,33 @@ func TestMmapFailureCleansUp(t *testing.T) {
 		}
 	}
 }
+
+// TestSQPollSubmitCountsPublished lets the SQ thread take the SQEs before
+// Submit is called: Submit still counts them, once.
+func TestSQPollSubmitCountsPublished(t *testing.T) {
+	r := newRing(t, Params{Entries: 8, SQPoll: true, SQThreadIdle: time.Second})
+	nopRoundTrip(t, r, 0, 1, true) // the SQ thread is awake and polling
+	for i := 0; i < 4; i++ {
+		prepNop(mustGetSQE(t, r), uint64(10+i))
+	}
+	r.Publish()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.SQPending() != 0 || r.CQReady() < 4 {
+		if r.NeedWakeup() {
+			if _, err := r.Enter(0, 0, EnterSQWakeup); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SQ thread left %d SQEs pending, %d CQEs ready", r.SQPending(), r.CQReady())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n, err := r.Submit(); err != nil || n != 4 {
+		t.Fatalf("Submit after the SQ thread took 4 SQEs = %d, %v; want 4, nil", n, err)
+	}
+	if n, err := r.Submit(); err != nil || n != 0 {
+		t.Fatalf("second Submit = %d, %v; want 0, nil: an SQE was counted twice", n, err)
+	}
+	checkNops(t, reap(t, r, 4), 10, 4)
+}

@@ -176,7 +176,9 @@ func (r *Ring) needsFlush() bool {
 // Without SQPOLL it enters with SQPending() (adding GETEVENTS when the kernel
 // holds overflowed CQEs or task work) and does no syscall when there is
 // nothing to do. With SQPOLL it enters only to wake a sleeping SQ thread or
-// to flush, and reports the published count as consumed.
+// to flush, and reports the SQEs published since the last submit as
+// consumed: each published SQE is counted by exactly one submit, even when
+// the SQ thread took it before the call.
 //
 // EAGAIN and EBUSY (the kernel is short of request memory or completion
 // space) come back as errors wrapping them: the caller reaps completions
@@ -192,9 +194,12 @@ func (r *Ring) Submit() (int, error) {
 			flags |= EnterSQWakeup
 		}
 		if flags == 0 {
-			return int(pending), nil
+			return r.sqPollReport(), nil
 		}
-		return r.Enter(pending, 0, flags)
+		if _, err := r.Enter(pending, 0, flags); err != nil {
+			return 0, err
+		}
+		return r.sqPollReport(), nil
 	}
 	if pending == 0 && flags == 0 {
 		return 0, nil
@@ -266,10 +271,32 @@ func (r *Ring) sqeAt(pos uint32) *sqe.SQE {
 // Same publication rule and error contract as Submit.
 func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) {
 	flags := EnterGetEvents
-	if r.flags&SetupSQPoll != 0 && r.NeedWakeup() {
-		flags |= EnterSQWakeup
+	if r.flags&SetupSQPoll != 0 {
+		if r.NeedWakeup() {
+			flags |= EnterSQWakeup
+		}
+		if _, err := r.Enter(r.SQPending(), waitNr, flags); err != nil {
+			return 0, err
+		}
+		return r.sqPollReport(), nil
 	}
 	return r.Enter(r.SQPending(), waitNr, flags)
+}
+
+// sqPollReport counts the SQEs published since the last SQPOLL submit. The
+// CAS makes concurrent submits count each SQE once, and one that read an
+// older tail than another already reported counts nothing.
+func (r *Ring) sqPollReport() int {
+	for {
+		from := r.sqReported.Load()
+		tail := atomic.LoadUint32(r.sqTail)
+		if int32(tail-from) <= 0 {
+			return 0
+		}
+		if r.sqReported.CompareAndSwap(from, tail) {
+			return int(tail - from)
+		}
+	}
 }
 
 // IsBackpressure reports whether err from Submit or SubmitAndWait means "reap
