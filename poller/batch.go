@@ -104,11 +104,18 @@ func (p *Poller) SubmitAndWait(ctx context.Context, ss []sqe.SQE, res []int32, k
 }
 
 // again submits again, each on its own, the members of the chunk just
-// done that the kernel canceled on its own (see retryLocked), up to
-// maxRetries times each; what is still canceled then keeps -ECANCELED.
+// done that the kernel canceled on its own (see retryLocked): at once up to
+// maxRetries times, then after pauses as DoTimeout does, maxBackoffs more
+// times at most; what is still canceled then keeps -ECANCELED. A ctx that
+// ends during a pause returns ctx.Err().
 func (p *Poller) again(ctx context.Context, w *batchWaiter, ss []sqe.SQE, res []int32, keep []unsafe.Pointer) error {
 	again := w.again
-	for try := 0; again != 0 && try < maxRetries; try++ {
+	for try := 0; again != 0 && try < maxRetries+maxBackoffs; try++ {
+		if try >= maxRetries {
+			if err := pauseFor(ctx, try-maxRetries); err != nil {
+				return err
+			}
+		}
 		var left uint64
 		for m := again; m != 0; m &= m - 1 {
 			j := bits.TrailingZeros64(m)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ringwake/ringwake/internal/ring"
 	"github.com/ringwake/ringwake/waitqueue"
+	"golang.org/x/sys/unix"
 )
 
 type firedCallback struct {
@@ -57,12 +58,17 @@ func (p *Poller) dispatch(cqes []ring.CQE, guest bool) (woke bool) {
 	var bn int32
 	var counted uint64 // completed, not yet added to stats: added before any wake
 	var chunkUD uint64 // bw's members' user_data, less their index: checked already
+	resume := p.resume[:0]
+	republished := false // retries or resumes published: a guest kicks them
 	for i := range cqes {
 		c := &cqes[i]
 		more := c.Flags&ring.CQEFMore != 0
 		if c.UserData&internalTag != 0 {
 			if !more {
 				done++
+			}
+			if c.UserData&pauseTag != 0 {
+				resume = append(resume, uint32(c.UserData))
 			}
 			continue
 		}
@@ -116,6 +122,7 @@ func (p *Poller) dispatch(cqes []ring.CQE, guest bool) (woke bool) {
 			again := p.retryLocked(s, c.UserData)
 			p.mu.Unlock()
 			if again {
+				republished = true
 				continue
 			}
 		}
@@ -138,6 +145,22 @@ func (p *Poller) dispatch(cqes []ring.CQE, guest bool) (woke bool) {
 		woke = true
 	}
 	p.countDown(bw, bn, &counted)
+	if len(resume) > 0 {
+		p.mu.Lock()
+		for _, idx := range resume {
+			if p.resumeLocked(idx) {
+				republished = true
+				continue
+			}
+			// The owed completion, delivered here: the slot is freed below.
+			done++
+			delivered++
+			fired = append(fired, firedCallback{p.slots[idx].done, -int32(syscall.ECANCELED), 0, idx, true})
+			freed = true
+		}
+		p.mu.Unlock()
+		p.resume = resume[:0]
+	}
 	if freed {
 		p.mu.Lock()
 		for i := range fired {
@@ -174,6 +197,11 @@ func (p *Poller) dispatch(cqes []ring.CQE, guest bool) (woke bool) {
 	}
 	p.pending.Add(-done)
 	p.fired = fired[:0]
+	if republished && guest {
+		// The poller may sleep in the kernel until a completion that is
+		// not coming: submit now, as any submitter would.
+		p.kick()
+	}
 	if stale > 0 {
 		p.stats.stale.Add(stale)
 	}
@@ -249,8 +277,10 @@ func (p *Poller) call(done func(int32, uint32), res int32, flags uint32) {
 	done(res, flags)
 }
 
-// maxRetries bounds how often one request is submitted again after the
-// kernel canceled it on its own.
+// maxRetries bounds how often one request is submitted again at once after
+// the kernel canceled it on its own; past it a blocking caller pauses on
+// its own goroutine (DoTimeout, again) and a callback's request is paused
+// in the kernel (pauseLocked).
 const maxRetries = 8
 
 // retryLocked submits again a lone request that the kernel completed with
@@ -260,16 +290,62 @@ const maxRetries = 8
 // ERESTARTNOINTR, and after three tries the waiting work is canceled) and
 // to a thread's requests when the thread exits. Such a request never ran,
 // so running it again is what the caller asked for. It reports whether the
-// request went back to the SQ; the slot stays in flight under its tag.
+// request goes back to the SQ, now or after a pause; the slot stays in
+// flight under its tag.
 func (p *Poller) retryLocked(s *Slot, ud uint64) bool {
-	if p.closing || !s.lone || s.retries >= maxRetries || s.cancelGen != p.cancelGen.Load() {
+	if p.closing || !s.lone || s.cancelGen != p.cancelGen.Load() {
 		return false
+	}
+	if s.retries >= maxRetries {
+		if s.done == nil || p.cfg.NoCancelPauses || s.noPause || s.pauses >= maxBackoffs {
+			return false // a blocking caller pauses on its own goroutine
+		}
+		p.pauseLocked(s)
+		return true
 	}
 	s.retries++
 	q := p.getSQELocked()
 	*q = s.sqe
 	q.UserData = ud
 	p.pending.Add(1)
+	p.ring.Publish()
+	p.stats.retried.Add(1)
+	p.stats.submitted.Add(1)
+	return true
+}
+
+// pauseLocked holds back a callback's request that the kernel canceled on
+// its own maxRetries times in a row (a storm outlasting the immediate
+// retries), as DoTimeout pauses a blocking caller: an IORING_OP_TIMEOUT of
+// the pause (backoffBase, doubling to backoffMax, maxBackoffs of them at
+// most) goes in its place, and the timeout's completion (pauseTag)
+// resumes it. The kernel times the pause, so whoever reaps sees it end,
+// and Close's cancel of everything ends it at once. pending counts the
+// request's completion as owed throughout.
+func (p *Poller) pauseLocked(s *Slot) {
+	s.pause = unix.NsecToTimespec(int64(pauseLen(int(s.pauses))))
+	s.pauses++
+	q := p.getSQELocked()
+	q.PrepTimeout(&s.pause, 0, 0)
+	q.UserData = internalTag | pauseTag | uint64(s.idx)
+	p.pending.Add(2) // the timeout's completion, and the request's
+	p.ring.Publish()
+	p.stats.submitted.Add(1)
+}
+
+// resumeLocked ends slot idx's pause: it submits the request again and
+// reports true, unless the ring began closing or a cancel was published
+// meanwhile (the request must not run then): it moves the slot out of
+// flight and reports false, and the caller delivers -ECANCELED.
+func (p *Poller) resumeLocked(idx uint32) bool {
+	s := &p.slots[idx]
+	if p.closing || s.cancelGen != p.cancelGen.Load() {
+		s.tag.Store(uint64(s.gen)<<2 | slotDone)
+		return false
+	}
+	q := p.getSQELocked()
+	*q = s.sqe
+	q.UserData = uint64(s.gen)<<32 | uint64(idx)
 	p.ring.Publish()
 	p.stats.retried.Add(1)
 	p.stats.submitted.Add(1)

@@ -75,19 +75,30 @@ func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer,
 		// than a timeout linked ahead of the request in the kernel: a request
 		// waiting in a link escapes a cancel by user_data (ENOENT), and a
 		// ctx that ended meanwhile would then wait for it to complete.
-		pause := min(backoffBase<<min(attempt, 10), backoffMax)
-		if done := ctx.Done(); done == nil {
-			time.Sleep(pause)
-		} else {
-			t := time.NewTimer(pause)
-			select {
-			case <-t.C:
-			case <-done:
-				t.Stop()
-				return res, flags, ctx.Err()
-			}
+		if err := pauseFor(ctx, attempt); err != nil {
+			return res, flags, err
 		}
 		p.stats.retried.Add(1)
+	}
+}
+
+// pauseFor sleeps the attempt'th pause before a request the kernel keeps
+// canceling is submitted again (backoffBase, doubling, up to backoffMax),
+// or returns ctx.Err() when ctx ends first.
+func pauseFor(ctx context.Context, attempt int) error {
+	pause := pauseLen(attempt)
+	done := ctx.Done()
+	if done == nil {
+		time.Sleep(pause)
+		return nil
+	}
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-done:
+		return ctx.Err()
 	}
 }
 
@@ -95,11 +106,17 @@ func (p *Poller) DoTimeout(ctx context.Context, s *sqe.SQE, keep unsafe.Pointer,
 // poller's maxRetries submits it again up to maxBackoffs times, pausing
 // from backoffBase, doubling, to backoffMax between them: about a second
 // in all.
-const (
-	maxBackoffs = 100
+const maxBackoffs = 100
+
+// Variables only so that tests can stretch a pause.
+var (
 	backoffBase = 50 * time.Microsecond
 	backoffMax  = 10 * time.Millisecond
 )
+
+// pauseLen is the n'th pause (from 0) before a request the kernel keeps
+// canceling is submitted again.
+func pauseLen(n int) time.Duration { return min(backoffBase<<min(n, 10), backoffMax) }
 
 // doOnce is one submission of DoTimeout. spent reports a request the
 // kernel canceled on its own each time the poller submitted it.

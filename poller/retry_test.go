@@ -5,6 +5,7 @@ import (
 	"errors"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -197,4 +198,159 @@ func TestKernelCancelOfBatchMemberIsRetried(t *testing.T) {
 	if n := p.Stats().Retried; n != 1 {
 		t.Fatalf("Retried = %d, want 1", n)
 	}
+}
+
+// A callback's request the kernel cancels on its own more often than the
+// poller retries it at once is paused in the kernel and submitted again, so
+// the callback still gets what was asked for, once: a read of an empty pipe
+// canceled behind the poller's back maxRetries+3 times, then fed.
+func TestKernelCancelOfCallbackPastRetriesPauses(t *testing.T) {
+	p := newPoller(t, Config{Entries: 8})
+	rd, wr := rawPipe(t)
+	buf, fired := callbackRead(t, p.Submit, rd)
+	for i := uint64(1); i <= maxRetries+3; i++ {
+		cancelBehindTheBack(p, inFlightUD(t, p))
+		waitUntil(t, func() bool { return p.Stats().Retried == i || len(fired) > 0 })
+		select {
+		case res := <-fired:
+			t.Fatalf("callback fired with %d after %d kernel cancels; want it to wait for the pipe", res, i)
+		default:
+		}
+	}
+	if _, err := unix.Write(wr, []byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-fired; res != 1 || buf[0] != 3 {
+		t.Fatalf("callback read after %d kernel cancels = %d, byte %d; want 1 byte, 3", maxRetries+3, res, buf[0])
+	}
+	waitUntil(t, func() bool { return p.pending.Load() == 0 })
+	select {
+	case res := <-fired:
+		t.Fatalf("callback fired twice (second: %d)", res)
+	default:
+	}
+}
+
+// Close ends a callback request's pause at once: the callback fires exactly
+// once, with -ECANCELED, and Close returns without waiting the pause out.
+func TestCloseEndsCallbackPause(t *testing.T) {
+	base, most := backoffBase, backoffMax
+	backoffBase, backoffMax = time.Hour, time.Hour
+	// Registered first, so it runs after the poller has stopped.
+	t.Cleanup(func() { backoffBase, backoffMax = base, most })
+	p := newPoller(t, Config{Entries: 8})
+	rd, _ := rawPipe(t)
+	_, fired := callbackRead(t, p.Submit, rd)
+	var ud uint64
+	for i := uint64(1); i <= maxRetries+1; i++ {
+		ud = inFlightUD(t, p)
+		cancelBehindTheBack(p, ud)
+		if i <= maxRetries {
+			waitUntil(t, func() bool { return p.Stats().Retried == i })
+		}
+	}
+	// Paused, the timeout in the kernel.
+	waitUntil(t, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.slots[uint32(ud)].pauses == 1 && p.ring.SQPending() == 0
+	})
+	if len(fired) > 0 {
+		t.Fatalf("callback fired with %d during its pause", <-fired)
+	}
+	doneClosing := make(chan error, 1)
+	go func() { doneClosing <- p.Close() }()
+	select {
+	case err := <-doneClosing:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for an hour's pause")
+	}
+	if res := <-fired; res != -int32(syscall.ECANCELED) {
+		t.Fatalf("paused callback after Close = %d, want -ECANCELED", res)
+	}
+	if len(fired) > 0 {
+		t.Fatalf("callback fired twice (second: %d)", <-fired)
+	}
+}
+
+// A batch member the kernel cancels on its own more often than it is
+// submitted again at once is submitted again after pauses, so SubmitAndWait
+// still returns what was asked for.
+func TestKernelCancelOfBatchMemberPastRetriesPauses(t *testing.T) {
+	p := newPoller(t, Config{Entries: 8})
+	rd, wr := rawPipe(t)
+	buf := make([]byte, 1)
+	ss := make([]sqe.SQE, 1)
+	ss[0].PrepRead(int32(rd), buf, 0)
+	res := []int32{-1}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- p.SubmitAndWait(context.Background(), ss, res, []unsafe.Pointer{unsafe.Pointer(&buf[0])})
+	}()
+	for i := uint64(1); i <= maxRetries+3; i++ {
+		head := inFlightUD(t, p)
+		cancelBehindTheBack(p, head>>32<<32|uint64(memberBit)|head&uint64(memberIdx))
+		waitUntil(t, func() bool { return p.Stats().Retried == i || len(errc) > 0 })
+		if len(errc) > 0 {
+			t.Fatalf("SubmitAndWait returned %v, res %d after %d kernel cancels; want it to wait for the pipe", <-errc, res[0], i)
+		}
+	}
+	if _, err := unix.Write(wr, []byte{4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if res[0] != 1 || buf[0] != 4 {
+		t.Fatalf("res %d, byte %d: want 1, 4", res[0], buf[0])
+	}
+}
+
+// With NoCancelPauses, or through SubmitNoPause, a callback gets the
+// -ECANCELED of a request the kernel keeps canceling once the immediate
+// retries are spent, unpaused.
+func TestNoCancelPausesDeliversCancel(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		cfg    Config
+		submit func(p *Poller) func(*sqe.SQE, func(int32, uint32)) error
+	}{
+		{"Config.NoCancelPauses", Config{Entries: 8, NoCancelPauses: true}, func(p *Poller) func(*sqe.SQE, func(int32, uint32)) error { return p.Submit }},
+		{"SubmitNoPause", Config{Entries: 8}, func(p *Poller) func(*sqe.SQE, func(int32, uint32)) error { return p.SubmitNoPause }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPoller(t, c.cfg)
+			rd, _ := rawPipe(t)
+			_, fired := callbackRead(t, c.submit(p), rd)
+			for i := uint64(1); i <= maxRetries; i++ {
+				cancelBehindTheBack(p, inFlightUD(t, p))
+				waitUntil(t, func() bool { return p.Stats().Retried == i })
+			}
+			cancelBehindTheBack(p, inFlightUD(t, p))
+			if res := <-fired; res != -int32(syscall.ECANCELED) {
+				t.Fatalf("callback after %d kernel cancels = %d, want -ECANCELED", maxRetries+1, res)
+			}
+			waitUntil(t, func() bool { return p.pending.Load() == 0 })
+			if n := p.Stats().Retried; n != maxRetries || len(fired) > 0 {
+				t.Fatalf("Retried = %d (want %d), %d more callbacks", n, maxRetries, len(fired))
+			}
+		})
+	}
+}
+
+// callbackRead submits a 1-byte read of rd through submit; its results
+// arrive on fired, its byte in buf.
+func callbackRead(t *testing.T, submit func(*sqe.SQE, func(int32, uint32)) error, rd int) (buf []byte, fired chan int32) {
+	t.Helper()
+	fired = make(chan int32, 2)
+	buf = make([]byte, 1)
+	var s sqe.SQE
+	s.PrepRead(int32(rd), buf, 0)
+	if err := submit(&s, func(res int32, _ uint32) { fired <- res }); err != nil {
+		t.Fatal(err)
+	}
+	return buf, fired
 }

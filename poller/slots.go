@@ -23,7 +23,10 @@ import (
 // completions need no delivery; bits 32..62 hold the slot generation.
 const (
 	internalTag = uint64(1) << 63
-	genMask     = uint32(1)<<31 - 1
+	// pauseTag marks an internal timeout pausing a slot's request; the low
+	// 32 bits carry the slot's index.
+	pauseTag = uint64(1) << 62
+	genMask  = uint32(1)<<31 - 1
 )
 
 // slot states, kept with the generation in slot.tag (gen<<2 | state).
@@ -58,6 +61,12 @@ type Slot struct {
 	lone      bool
 	retries   uint8
 	cancelGen uint64 // p.cancelGen when published: a later cancel may be behind an ECANCELED
+	// A callback's request the kernel keeps canceling waits out a pause
+	// (see pauseLocked): how many it has had, and the one the kernel is
+	// timing, read by the kernel when the timeout is submitted.
+	pauses  uint8
+	pause   unix.Timespec
+	noPause bool // SubmitNoPause: delivers the ECANCELED past the immediate retries
 }
 
 // takeSlotLocked pops a free slot unless sleepers queue for one: they were
@@ -89,7 +98,7 @@ func (p *Poller) writeSlotLocked(slot *Slot, s *sqe.SQE, lone bool) uint64 {
 	if cancels(s.Opcode) {
 		p.cancelGen.Add(1)
 	}
-	slot.lone, slot.retries, slot.cancelGen = lone, 0, p.cancelGen.Load()
+	slot.lone, slot.retries, slot.pauses, slot.noPause, slot.cancelGen = lone, 0, 0, false, p.cancelGen.Load()
 	if lone {
 		slot.sqe = *s // only a lone request is ever submitted again
 	}

@@ -40,6 +40,19 @@ func validate(s *sqe.SQE) error {
 // It sleeps while every slot is in flight. done must not block; it may
 // call Submit again to refill, at most once per completion it receives.
 func (p *Poller) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
+	return p.submitOne(s, done, false)
+}
+
+// SubmitNoPause is Submit for a caller with a faster way around a storm of
+// signals than waiting it out (File's group fsync makes its fsync
+// directly): past the immediate retries, a request the kernel keeps
+// canceling on its own completes with -ECANCELED instead of pausing
+// (Config.NoCancelPauses for one request).
+func (p *Poller) SubmitNoPause(s *sqe.SQE, done func(res int32, flags uint32)) error {
+	return p.submitOne(s, done, true)
+}
+
+func (p *Poller) submitOne(s *sqe.SQE, done func(res int32, flags uint32), noPause bool) error {
 	if err := validate(s); err != nil {
 		return err
 	}
@@ -54,7 +67,7 @@ func (p *Poller) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	idx, ok := p.takeSlotLocked()
 	if !ok {
 		if p.onPoller() {
-			p.deferLocked([]sqe.SQE{*s}, []func(int32, uint32){done})
+			p.deferLocked([]sqe.SQE{*s}, []func(int32, uint32){done}, noPause)
 			p.mu.Unlock()
 			return nil
 		}
@@ -74,6 +87,7 @@ func (p *Poller) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	slot.entry.Func = fireCallback
 	slot.done = done
 	p.writeLocked(slot, s, true)
+	slot.noPause = noPause
 	p.ring.Publish()
 	p.mu.Unlock()
 	p.kick()
@@ -113,7 +127,7 @@ func (p *Poller) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)
 		if p.closing {
 			return ErrClosed
 		}
-		p.deferLocked(append([]sqe.SQE{}, ss...), append([]func(int32, uint32){}, dones...))
+		p.deferLocked(append([]sqe.SQE{}, ss...), append([]func(int32, uint32){}, dones...), false)
 		return nil
 	}
 	var idxs [MaxBatch]uint32

@@ -504,7 +504,9 @@ func (g *groupSync) inline() {
 
 func (g *groupSync) submit() {
 	g.fsyncs.Add(1)
-	if err := g.shard.Submit(&g.s, g.done); err != nil {
+	// Past the immediate retries a canceled fsync comes back at once
+	// rather than after pauses: complete then makes it directly.
+	if err := g.shard.SubmitNoPause(&g.s, g.done); err != nil {
 		g.finish(&os.PathError{Op: g.op, Path: g.f.name, Err: err})
 	}
 }
