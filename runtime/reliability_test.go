@@ -695,7 +695,11 @@ func TestSignalStormsNoEINTR(t *testing.T) {
 				var err error
 				switch i % 4 {
 				case 0:
-					err = writeFullAt(ctx, r, fd, data, off)
+					if w%2 == 0 {
+						err = writeFullAt(ctx, r, fd, data, off)
+					} else {
+						err = callbackWrite(r, fd, data, off)
+					}
 				case 1:
 					_, err = f.WriteAt(data, off)
 				case 2:
@@ -746,6 +750,25 @@ func TestSignalStormsNoEINTR(t *testing.T) {
 	if sent.Load() == 0 {
 		t.Error("no signal was sent: the storm did not happen")
 	}
+}
+
+// callbackWrite writes data at off through a Submit callback and waits for
+// it: a callback's request the kernel cancels on its own must come back with
+// its real result too, never ECANCELED.
+func callbackWrite(r *ringwake.Ring, fd int, data []byte, off int64) error {
+	var s sqe.SQE
+	s.PrepWrite(int32(fd), data, uint64(off))
+	got := make(chan int32, 1)
+	if err := r.Submit(&s, func(res int32, _ uint32) { got <- res }); err != nil {
+		return err
+	}
+	switch res := <-got; {
+	case res < 0:
+		return fmt.Errorf("callback write: %w", syscall.Errno(-res))
+	case int(res) != len(data):
+		return fmt.Errorf("callback write: %d of %d bytes", res, len(data))
+	}
+	return nil
 }
 
 // TestSyncSurvivesKernelCancel: a group-commit fsync through the ring that
