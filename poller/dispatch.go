@@ -297,7 +297,7 @@ func (p *Poller) retryLocked(s *Slot, ud uint64) bool {
 		return false
 	}
 	if s.retries >= maxRetries {
-		if s.done == nil || p.cfg.NoCancelPauses || s.noPause || s.pauses >= maxBackoffs {
+		if s.done == nil || s.noPause || s.pauses >= maxBackoffs {
 			return false // a blocking caller pauses on its own goroutine
 		}
 		p.pauseLocked(s)

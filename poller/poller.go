@@ -60,11 +60,6 @@ type Config struct {
 	// kernel's without SQPOLL, the poller locks itself to one OS thread
 	// while the ring is busy (see dedicatedThread).
 	SharedThread bool
-	// NoCancelPauses hands a callback the -ECANCELED of a request the
-	// kernel canceled on its own once the immediate retries are spent,
-	// instead of pausing it and submitting it again (pauseLocked): for
-	// callers that have a faster way around a storm of signals.
-	NoCancelPauses bool
 
 	// OnCallbackPanic receives the value of a panic raised by a Submit
 	// callback; the poller has recovered and goes on. Nil re-panics the value

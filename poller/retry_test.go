@@ -309,35 +309,23 @@ func TestKernelCancelOfBatchMemberPastRetriesPauses(t *testing.T) {
 	}
 }
 
-// With NoCancelPauses, or through SubmitNoPause, a callback gets the
-// -ECANCELED of a request the kernel keeps canceling once the immediate
-// retries are spent, unpaused.
-func TestNoCancelPausesDeliversCancel(t *testing.T) {
-	for _, c := range []struct {
-		name   string
-		cfg    Config
-		submit func(p *Poller) func(*sqe.SQE, func(int32, uint32)) error
-	}{
-		{"Config.NoCancelPauses", Config{Entries: 8, NoCancelPauses: true}, func(p *Poller) func(*sqe.SQE, func(int32, uint32)) error { return p.Submit }},
-		{"SubmitNoPause", Config{Entries: 8}, func(p *Poller) func(*sqe.SQE, func(int32, uint32)) error { return p.SubmitNoPause }},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			p := newPoller(t, c.cfg)
-			rd, _ := rawPipe(t)
-			_, fired := callbackRead(t, c.submit(p), rd)
-			for i := uint64(1); i <= maxRetries; i++ {
-				cancelBehindTheBack(p, inFlightUD(t, p))
-				waitUntil(t, func() bool { return p.Stats().Retried == i })
-			}
-			cancelBehindTheBack(p, inFlightUD(t, p))
-			if res := <-fired; res != -int32(syscall.ECANCELED) {
-				t.Fatalf("callback after %d kernel cancels = %d, want -ECANCELED", maxRetries+1, res)
-			}
-			waitUntil(t, func() bool { return p.pending.Load() == 0 })
-			if n := p.Stats().Retried; n != maxRetries || len(fired) > 0 {
-				t.Fatalf("Retried = %d (want %d), %d more callbacks", n, maxRetries, len(fired))
-			}
-		})
+// Through SubmitNoPause a callback gets the -ECANCELED of a request the
+// kernel keeps canceling once the immediate retries are spent, unpaused.
+func TestSubmitNoPauseDeliversCancel(t *testing.T) {
+	p := newPoller(t, Config{Entries: 8})
+	rd, _ := rawPipe(t)
+	_, fired := callbackRead(t, p.SubmitNoPause, rd)
+	for i := uint64(1); i <= maxRetries; i++ {
+		cancelBehindTheBack(p, inFlightUD(t, p))
+		waitUntil(t, func() bool { return p.Stats().Retried == i })
+	}
+	cancelBehindTheBack(p, inFlightUD(t, p))
+	if res := <-fired; res != -int32(syscall.ECANCELED) {
+		t.Fatalf("callback after %d kernel cancels = %d, want -ECANCELED", maxRetries+1, res)
+	}
+	waitUntil(t, func() bool { return p.pending.Load() == 0 })
+	if n := p.Stats().Retried; n != maxRetries || len(fired) > 0 {
+		t.Fatalf("Retried = %d (want %d), %d more callbacks", n, maxRetries, len(fired))
 	}
 }
 

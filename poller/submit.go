@@ -46,8 +46,7 @@ func (p *Poller) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 // SubmitNoPause is Submit for a caller with a faster way around a storm of
 // signals than waiting it out (File's group fsync makes its fsync
 // directly): past the immediate retries, a request the kernel keeps
-// canceling on its own completes with -ECANCELED instead of pausing
-// (Config.NoCancelPauses for one request).
+// canceling on its own completes with -ECANCELED instead of pausing.
 func (p *Poller) SubmitNoPause(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	return p.submitOne(s, done, true)
 }

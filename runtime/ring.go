@@ -80,16 +80,6 @@ type Config struct {
 	// by the poller's spin costs more, e.g. at GOMAXPROCS=2 with CPU-bound
 	// goroutines.
 	SharedThread bool
-	// NoCancelPauses: a request that the kernel cancels on its own (it does
-	// when it cannot start an io-wq worker, under a storm of signals to the
-	// process) is submitted again at once a few times, then after pauses
-	// growing from 50 µs to 10 ms, for about a second in all, before the
-	// caller gets ECANCELED. Blocking calls always pause; with
-	// NoCancelPauses a callback (Submit, SubmitBatch) gets -ECANCELED once
-	// the immediate retries are spent instead: for callers with a faster
-	// way around the storm, as the wal, which then commits with a system
-	// call of its own.
-	NoCancelPauses bool
 	// NoCacheFastPath sends every File read through the ring. By default a
 	// File opened without O_DIRECT first tries preadv2(RWF_NOWAIT) on the
 	// calling goroutine, which the kernel answers at once when the data is
@@ -196,7 +186,6 @@ func New(cfg Config) (*Ring, error) {
 		CoopTaskrun:     cfg.CoopTaskrun,
 		IOPerEnter:      cfg.IOPerEnter,
 		SharedThread:    cfg.SharedThread,
-		NoCancelPauses:  cfg.NoCancelPauses,
 		OnCallbackPanic: cfg.OnCallbackPanic,
 		Soft:            os.Getenv("RINGWAKE_BACKEND") == BackendFallback,
 	}
@@ -351,7 +340,10 @@ func (r *Ring) Supports(op uint8) bool { return r.p.Ring().Supports(op) }
 // once per completion it receives, since a Submit that finds every slot in
 // flight sleeps. The caller keeps any memory s points to alive until done has
 // run. Linked SQEs (IOLink, IOHardlink) are refused: a lone link would chain
-// to another goroutine's request.
+// to another goroutine's request. A request the kernel cancels on its own
+// (it never ran: io-wq could not start a worker under a storm of signals)
+// is submitted again, at once and then after pauses, for about a second
+// before done gets -ECANCELED, as blocking calls are (docs/reliability.md).
 func (r *Ring) Submit(s *sqe.SQE, done func(res int32, flags uint32)) error {
 	if s != nil && !r.supported(s.Opcode) {
 		return unsupported(s.Opcode)

@@ -361,9 +361,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	// be woken. With one write and one fdatasync per commit there is little
 	// task work to keep on one thread. Measured (64 appenders, 8 interleaved
 	// rounds): 131.6k vs 124.5k appends/s, p99 lower in 6 of 8 (docs/wal.md).
-	// NoCancelPauses: a commit the kernel keeps canceling comes back at once
-	// rather than after pauses, and the log makes it directly (bypassRing).
-	if l.ring, err = ringwake.New(ringwake.Config{Entries: ringEntries, SharedThread: true, NoCancelPauses: true}); err != nil {
+	if l.ring, err = ringwake.New(ringwake.Config{Entries: ringEntries, SharedThread: true}); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	if l.dirf, err = os.Open(dir); err != nil {
