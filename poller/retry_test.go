@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
@@ -341,4 +342,96 @@ func callbackRead(t *testing.T, submit func(*sqe.SQE, func(int32, uint32)) error
 		t.Fatal(err)
 	}
 	return buf, fired
+}
+
+// TestKernelCancelChaos cancels requests behind the poller's back at random
+// while callbacks, blocking calls and batch members wait on pipes, some
+// past their immediate retries and into pauses, then feeds the pipes: each
+// caller gets its byte, exactly once. A second round closes the poller in
+// the middle of the chaos: each gets its byte or -ECANCELED, exactly once,
+// and Close returns.
+func TestKernelCancelChaos(t *testing.T) {
+	base := backoffBase
+	backoffBase = 20 * time.Microsecond // many pauses, short ones
+	t.Cleanup(func() { backoffBase = base })
+	for _, closeMidway := range []bool{false, true} {
+		const callbacks, blocking = 12, 4
+		p := newPoller(t, Config{Entries: 32})
+		type reader struct {
+			wr    int
+			buf   []byte
+			fired chan int32
+		}
+		var rs []reader
+		for range callbacks {
+			rd, wr := rawPipe(t)
+			buf, fired := callbackRead(t, p.Submit, rd)
+			rs = append(rs, reader{wr, buf, fired})
+		}
+		for range blocking {
+			rd, wr := rawPipe(t)
+			buf, got := blockingRead(p, rd)
+			fired := make(chan int32, 2)
+			go func() {
+				r := <-got
+				if r.err != nil && !errors.Is(r.err, ErrClosed) {
+					t.Errorf("blocking read: %v", r.err)
+				}
+				if r.err != nil {
+					r.res = -int32(syscall.ECANCELED)
+				}
+				fired <- r.res
+			}()
+			rs = append(rs, reader{wr, buf, fired})
+		}
+		rng := rand.New(rand.NewPCG(1, uint64(len(rs))))
+		for n := 0; n < 300; n++ {
+			var uds []uint64
+			for i := range p.slots {
+				if tag := p.slots[i].tag.Load(); tag&3 == slotInFlight {
+					uds = append(uds, tag>>2<<32|uint64(i))
+				}
+			}
+			if len(uds) > 0 {
+				cancelBehindTheBack(p, uds[rng.IntN(len(uds))])
+			}
+			if closeMidway && n == 150 {
+				if err := p.Close(); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+		for i, r := range rs {
+			if _, err := unix.Write(r.wr, []byte{byte(i + 1)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, r := range rs {
+			var res int32
+			select {
+			case res = <-r.fired:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("closeMidway=%v: reader %d never completed", closeMidway, i)
+			}
+			switch {
+			case res == 1 && r.buf[0] == byte(i+1):
+			case closeMidway && res == -int32(syscall.ECANCELED):
+			default:
+				t.Fatalf("closeMidway=%v: reader %d got %d, byte %d; want 1 byte, %d", closeMidway, i, res, r.buf[0], i+1)
+			}
+		}
+		if !closeMidway {
+			waitUntil(t, func() bool { return p.pending.Load() == 0 })
+		} else if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rs {
+			if len(r.fired) > 0 {
+				t.Fatalf("closeMidway=%v: reader %d completed twice (second: %d)", closeMidway, i, <-r.fired)
+			}
+		}
+		t.Logf("closeMidway=%v: %d submitted again after kernel cancels", closeMidway, p.Stats().Retried)
+	}
 }
