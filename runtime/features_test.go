@@ -361,6 +361,51 @@ func TestSubmitBatchUnderBackpressure(t *testing.T) {
 	within(t, "every batch callback", fired.Wait)
 }
 
+// TestSQPollStress keeps a small SQPOLL ring full from many goroutines,
+// blocking calls and callbacks at once. The SQ thread moves the SQ head only
+// after a whole batch, so completions often come back before their entries
+// are free again: every request must still complete once, with its data.
+func TestSQPollStress(t *testing.T) {
+	const goroutines, ops, block = 32, 60, 4096
+	r := newRing(t, ringwake.Config{Entries: 8, SQPoll: true, SQThreadIdle: time.Millisecond})
+	data := pattern(23, 1<<18)
+	fd := openRead(t, dataFile(t, data))
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, block)
+			for i := range ops {
+				off := int64((g*ops+i)%(len(data)/block)) * block
+				if g%2 == 0 {
+					if n, err := r.ReadAt(context.Background(), fd, buf, off); err != nil || n != block {
+						t.Errorf("goroutine %d read %d = %d, %v", g, i, n, err)
+						return
+					}
+				} else {
+					var s sqe.SQE
+					s.PrepRead(int32(fd), buf, uint64(off))
+					got := make(chan int32, 1)
+					if err := r.Submit(&s, func(res int32, _ uint32) { got <- res }); err != nil {
+						t.Errorf("goroutine %d submit %d: %v", g, i, err)
+						return
+					}
+					if res := <-got; res != block {
+						t.Errorf("goroutine %d callback read %d = %d", g, i, res)
+						return
+					}
+				}
+				if !bytes.Equal(buf, data[off:off+block]) {
+					t.Errorf("goroutine %d read %d: wrong bytes", g, i)
+					return
+				}
+			}
+		}()
+	}
+	within(t, "reads through a full SQPOLL ring", wg.Wait)
+}
+
 func uintptrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
 
 // TestSQPoll runs blocking and callback I/O through a ring whose SQ is
