@@ -102,10 +102,11 @@ func pauseFor(ctx context.Context, attempt int) error {
 	}
 }
 
-// A blocking call whose request the kernel canceled on its own past the
-// poller's maxRetries submits it again up to maxBackoffs times, pausing
-// from backoffBase, doubling, to backoffMax between them: about a second
-// in all.
+// A request the kernel canceled on its own past the poller's maxRetries is
+// submitted again up to maxBackoffs times, pausing from backoffBase,
+// doubling, to backoffMax between them: about a second in all. A blocking
+// call and a batch pause on the caller's goroutine, a callback's request
+// in the kernel (pauseLocked).
 const maxBackoffs = 100
 
 // Variables only so that tests can stretch a pause.
