@@ -780,12 +780,21 @@ func TestSettleDelay(t *testing.T) {
 
 // TestZeroFillPaced checks that the next segment is zero-filled, in slices
 // riding along with the commits, before the log rolls into it; and not at
-// all with SkipZeroFill.
+// all with SkipZeroFill. Also at GOMAXPROCS=1, where one appender committing
+// inline leaves the poller, which completes the slices, few chances to run.
 func TestZeroFillPaced(t *testing.T) {
+	for _, procs := range []int{runtime.GOMAXPROCS(0), 1} {
+		prev := runtime.GOMAXPROCS(procs)
+		testZeroFillPaced(t, procs)
+		runtime.GOMAXPROCS(prev)
+	}
+}
+
+func testZeroFillPaced(t *testing.T, procs int) {
 	for name, o := range modes(Options{SegmentSize: 512 << 10, BufferSize: 16 << 10}) {
 		for _, skip := range []bool{false, true} {
 			o.SkipZeroFill = skip
-			t.Run(fmt.Sprintf("%s/skip=%v", name, skip), func(t *testing.T) {
+			t.Run(fmt.Sprintf("procs=%d/%s/skip=%v", procs, name, skip), func(t *testing.T) {
 				l := openT(t, t.TempDir(), o)
 				defer l.Close()
 				var zeroed, size int64
@@ -799,11 +808,18 @@ func TestZeroFillPaced(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				// With one P a slice's completion waits for the poller to get
+				// it, up to a hundred appends here under -race: the last slice
+				// may still be in flight at the roll.
+				want := size
+				if procs == 1 {
+					want = size * 3 / 4
+				}
 				switch {
 				case skip && zeroed != 0:
 					t.Fatalf("SkipZeroFill, yet %d bytes of the next segment were zeroed", zeroed)
-				case !skip && (size == 0 || zeroed != size):
-					t.Fatalf("the log rolled into a segment zero-filled up to %d of %d bytes", zeroed, size)
+				case !skip && (size == 0 || zeroed < want):
+					t.Fatalf("the log rolled into a segment zero-filled up to %d of %d bytes, want at least %d", zeroed, size, want)
 				}
 				if n := len(replayAll(t, l)); uint64(n) != l.Stats().Appends {
 					t.Fatalf("replayed %d of %d records", n, l.Stats().Appends)

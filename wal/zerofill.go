@@ -25,16 +25,22 @@ const (
 
 // prepZeroLocked adds to p a slice of the next segment's zero-fill, owed in
 // proportion to the n bytes this write adds to the current segment: what
-// the next segment still lacks, over the room left in the current one, plus
-// a quarter.
+// the next segment still lacks, over the room left in the current one
+// (less an eighth of it), plus a quarter. What a write owes while a slice is in flight is owed still, and
+// the next slice is the larger: a slice's completion can come many commits
+// later (one appender committing inline at GOMAXPROCS=1 leaves the poller
+// few chances to run), and dropping those debts left the next segment a
+// few percent zero-filled at the roll.
 func (l *Log) prepZeroLocked(b *batch, n int, p *plan) {
 	z := l.next
-	if l.opts.SkipZeroFill || l.opts.noZeroSlices || z == nil || !z.ready || z.zeroing || z.zeroed >= z.size || b.seg != l.cur || n <= 0 {
+	if l.opts.SkipZeroFill || l.opts.noZeroSlices || z == nil || !z.ready || z.zeroed >= z.size || b.seg != l.cur || n <= 0 {
 		return
 	}
-	left := max(b.seg.size-(b.off+int64(b.n)), blockSize)
+	// Paced to be done with an eighth of the current segment to go, so the
+	// last slice's completion has time to come in before the roll.
+	left := max(b.seg.size-b.seg.size/8-(b.off+int64(b.n)), blockSize)
 	l.zeroDue += float64(n) * float64(z.size-z.zeroed) / float64(left) * 1.25
-	if l.zeroDue < minZeroChunk && left > minZeroChunk {
+	if z.zeroing || (l.zeroDue < minZeroChunk && left > minZeroChunk) {
 		return
 	}
 	chunk := min(alignUp(int64(l.zeroDue)), maxZeroChunk, z.size-z.zeroed)
