@@ -62,7 +62,6 @@ type deferredReq struct {
 	dones   []func(res int32, flags uint32)
 	slots   []uint32
 	entries []waitqueue.Entry
-	noPause bool // SubmitNoPause
 }
 
 // deferredHandoff is the wake function of a deferred request's entries: it
@@ -82,8 +81,8 @@ func deferredHandoff(e *waitqueue.Entry, key uint64) int {
 var autoDeferredHandoff = waitqueue.AutoRemove(deferredHandoff)
 
 // deferLocked queues a callback's submission for the next free slots.
-func (p *Poller) deferLocked(ss []sqe.SQE, dones []func(int32, uint32), noPause bool) {
-	d := &deferredReq{p: p, ss: ss, dones: dones, slots: make([]uint32, 0, len(ss)), noPause: noPause}
+func (p *Poller) deferLocked(ss []sqe.SQE, dones []func(int32, uint32)) {
+	d := &deferredReq{p: p, ss: ss, dones: dones, slots: make([]uint32, 0, len(ss))}
 	p.deferred = append(p.deferred, d)
 	p.stats.deferred.Add(1)
 	// Free slots with sleepers queued exist only for an instant; the poller
@@ -111,7 +110,6 @@ func (p *Poller) publishDeferredLocked(d *deferredReq) {
 		slot.entry.Func = fireCallback
 		slot.done = d.dones[i]
 		p.writeLocked(slot, &d.ss[i], false)
-		slot.noPause = d.noPause
 	}
 	p.ring.Publish()
 	p.published = true

@@ -304,14 +304,19 @@ func (p *Poller) retryLocked(s *Slot, ud uint64) bool {
 		return true
 	}
 	s.retries++
+	p.pending.Add(1)
+	p.resubmitLocked(s, ud)
+	return true
+}
+
+// resubmitLocked publishes the kept copy of s's request again under ud.
+func (p *Poller) resubmitLocked(s *Slot, ud uint64) {
 	q := p.getSQELocked()
 	*q = s.sqe
 	q.UserData = ud
-	p.pending.Add(1)
 	p.ring.Publish()
 	p.stats.retried.Add(1)
 	p.stats.submitted.Add(1)
-	return true
 }
 
 // pauseLocked holds back a callback's request that the kernel canceled on
@@ -343,11 +348,6 @@ func (p *Poller) resumeLocked(idx uint32) bool {
 		s.tag.Store(uint64(s.gen)<<2 | slotDone)
 		return false
 	}
-	q := p.getSQELocked()
-	*q = s.sqe
-	q.UserData = uint64(s.gen)<<32 | uint64(idx)
-	p.ring.Publish()
-	p.stats.retried.Add(1)
-	p.stats.submitted.Add(1)
+	p.resubmitLocked(s, uint64(s.gen)<<32|uint64(idx))
 	return true
 }

@@ -66,7 +66,9 @@ func (p *Poller) submitOne(s *sqe.SQE, done func(res int32, flags uint32), noPau
 	idx, ok := p.takeSlotLocked()
 	if !ok {
 		if p.onPoller() {
-			p.deferLocked([]sqe.SQE{*s}, []func(int32, uint32){done}, noPause)
+			// Published as linked (not lone), a deferred request is never
+			// retried, so noPause has nothing to change there.
+			p.deferLocked([]sqe.SQE{*s}, []func(int32, uint32){done})
 			p.mu.Unlock()
 			return nil
 		}
@@ -126,7 +128,7 @@ func (p *Poller) SubmitBatch(ss []sqe.SQE, dones []func(res int32, flags uint32)
 		if p.closing {
 			return ErrClosed
 		}
-		p.deferLocked(append([]sqe.SQE{}, ss...), append([]func(int32, uint32){}, dones...), false)
+		p.deferLocked(append([]sqe.SQE{}, ss...), append([]func(int32, uint32){}, dones...))
 		return nil
 	}
 	var idxs [MaxBatch]uint32
